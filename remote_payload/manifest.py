@@ -1,0 +1,169 @@
+"""The job manifest: what the laptop asks the payload to do (one JSON file per job).
+
+Standard library only, shared by both sides (the laptop writes it, the payload reads it).
+
+    {"v": 1, "job_id": "20261125-…",
+     "settings": {...Settings...},
+     "items": [{"id": "i0", "input": "/base/cache/<sha>.wav",
+                "descriptions": ["female vocals", "drums"],
+                "prefixes": ["out/i0_d0", "out/i0_d1"]}]}
+
+Output files of description k are ``<prefixes[k]>_target.<ext>`` and
+``<prefixes[k]>_residual.<ext>``; a relative prefix is relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+MANIFEST_VERSION = 1
+
+MODEL_ALIASES = {
+    "small": "facebook/sam-audio-small",
+    "base": "facebook/sam-audio-base",
+    "large": "facebook/sam-audio-large",
+    "small-tv": "facebook/sam-audio-small-tv",
+    "base-tv": "facebook/sam-audio-base-tv",
+    "large-tv": "facebook/sam-audio-large-tv",
+}
+DEFAULT_MODEL = MODEL_ALIASES["large"]
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+# format -> (file extension, default soundfile subtype)
+FORMATS = {"wav": ("wav", "PCM_16"), "flac": ("flac", "PCM_16")}
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
+
+
+class ManifestError(ValueError):
+    """The manifest is malformed; the message names the field."""
+
+
+def resolve_model(name: str) -> str:
+    """Short names (small/base/large[-tv]) to Hub ids; ids and local dirs pass through."""
+    return MODEL_ALIASES.get(name, name)
+
+
+@dataclass
+class Settings:
+    model: str = DEFAULT_MODEL
+    dtype: str = "auto"  # auto: bf16 where supported, else fp16; fp32 on CPU
+    device: str = "auto"  # auto | cuda | cpu
+    require_gpu: bool = False  # fail with no_gpu instead of falling back to CPU
+    chunk_seconds: float = 10.0
+    overlap_seconds: float = 2.0
+    min_chunk_seconds: float = 2.5  # OOM back-off floor
+    batch_size: int = 0  # chunks per separate() call; 0 = choose from free VRAM
+    rerank: int = 1  # reranking_candidates
+    predict_spans: bool = False
+    seed: int = 0
+    ode_method: str = "midpoint"
+    ode_step_size: float = 2 / 32  # the model's default: 16 midpoint steps
+    format: str = "wav"
+    subtype: str = "PCM_16"
+    sample_rate: int | None = None  # None: the input's rate
+
+    def validate(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ManifestError(f"settings.dtype: {self.dtype!r} is not one of {DTYPES}")
+        if self.format not in FORMATS:
+            raise ManifestError(f"settings.format: {self.format!r} is not one of {tuple(FORMATS)}")
+        if self.subtype not in SUBTYPES:
+            raise ManifestError(f"settings.subtype: {self.subtype!r} is not one of {SUBTYPES}")
+        if self.device not in ("auto", "cuda", "cpu") and not self.device.startswith("cuda:"):
+            raise ManifestError(f"settings.device: {self.device!r} is not auto, cuda[:N] or cpu")
+        if not self.chunk_seconds > 0:
+            raise ManifestError("settings.chunk_seconds must be > 0")
+        if not 0 <= self.overlap_seconds < self.chunk_seconds:
+            raise ManifestError("settings.overlap_seconds must be >= 0 and < chunk_seconds")
+        if self.rerank < 1:
+            raise ManifestError("settings.rerank must be >= 1")
+        if self.batch_size < 0:
+            raise ManifestError("settings.batch_size must be >= 0")
+        if not self.ode_step_size > 0:
+            raise ManifestError("settings.ode_step_size must be > 0")
+        if self.sample_rate is not None and self.sample_rate <= 0:
+            raise ManifestError("settings.sample_rate must be > 0")
+
+    @property
+    def extension(self) -> str:
+        return FORMATS[self.format][0]
+
+
+@dataclass
+class Item:
+    id: str
+    input: str
+    descriptions: list[str]
+    prefixes: list[str]
+
+    def validate(self) -> None:
+        if not self.id or "/" in self.id:
+            raise ManifestError(f"item id {self.id!r} must be non-empty and contain no '/'")
+        if len(self.descriptions) != len(self.prefixes) or not self.descriptions:
+            raise ManifestError(f"item {self.id}: needs one prefix per description (>= 1)")
+
+
+@dataclass
+class Manifest:
+    job_id: str
+    settings: Settings = field(default_factory=Settings)
+    items: list[Item] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        body = {"v": MANIFEST_VERSION, "job_id": self.job_id, "settings": asdict(self.settings),
+                "items": [asdict(item) for item in self.items]}
+        return json.dumps(body, ensure_ascii=False, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"manifest is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ManifestError("manifest must be a JSON object")
+        if body.get("v") != MANIFEST_VERSION:
+            raise ManifestError(f"manifest version {body.get('v')!r} is not {MANIFEST_VERSION}")
+        settings = _build(Settings, body.get("settings", {}), "settings")
+        items = [_build(Item, raw, f"items[{i}]") for i, raw in enumerate(body.get("items", []))]
+        manifest = cls(job_id=str(body.get("job_id", "")), settings=settings, items=items)
+        manifest.validate()
+        return manifest
+
+    def validate(self) -> None:
+        self.settings.validate()
+        seen: set[str] = set()
+        for item in self.items:
+            item.validate()
+            if item.id in seen:
+                raise ManifestError(f"duplicate item id {item.id!r}")
+            seen.add(item.id)
+
+
+def item_from_json(text: str) -> Item:
+    """One item file (batch workers take items one file at a time from an inbox)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"item file is not JSON: {exc}") from exc
+    item = _build(Item, raw, "item")
+    item.validate()
+    return item
+
+
+def item_to_json(item: Item) -> str:
+    return json.dumps(asdict(item), ensure_ascii=False)
+
+
+def _build(kind: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where} must be an object")
+    known = {f.name for f in fields(kind)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ManifestError(f"{where}: unknown field(s) {sorted(unknown)}")
+    try:
+        return kind(**raw)
+    except TypeError as exc:
+        raise ManifestError(f"{where}: {exc}") from exc
