@@ -31,6 +31,7 @@ class HostProfile:
     # Remote environment additions (not secrets): PATH entries put first, HF_HOME.
     path_prepend: list[str] = field(default_factory=list)
     hf_home: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # e.g. CUDA_VISIBLE_DEVICES; no secrets
     # Bootstrap overrides (provision.py): torch wheel index, torch spec, sam_audio spec,
     # pinned packages, whether sudo may be used to install FFmpeg.
     torch_index: str | None = None
