@@ -1,0 +1,47 @@
+"""Stand-in for ``sam_audio`` (github facebookresearch/sam-audio) with its real API.
+
+Only for tests: no weights, no network. The API mirrors the real package
+(``sam_audio/model/model.py``, ``processor.py``, ``model/base.py`` at 68b48d4):
+
+- ``SAMAudio.from_pretrained(id_or_dir, **overrides)``: overrides replace config keys that
+  exist (``text_ranker``, ``visual_ranker``, ``span_predictor``…), others are ignored. The
+  model comes back in training mode, fp32, on the CPU, like the real one.
+- ``SAMAudioProcessor.from_pretrained(id_or_dir)``: ``audio_sampling_rate`` 48000,
+  ``audio_hop_length`` 1920.
+- ``processor(descriptions=[…], audios=[path or (C, T) tensor])`` -> ``Batch`` with
+  ``.to(device)``, ``.audios`` (B, 1, T) zero padded, ``.sizes`` in latent frames
+  ``ceil(T / 1920)``. Audio is downmixed (``mean(0)``); a 1-D tensor raises the real
+  ``IndexError``; no dtype cast (a bf16 model given float32 audio raises the real
+  ``RuntimeError: Input type (float) and bias type (c10::BFloat16) should be the same``).
+- ``model.separate(batch, noise=None, ode_opt=…, reranking_candidates=1,
+  predict_spans=False)`` -> result with ``.target`` / ``.residual``: lists of 1-D tensors of
+  ``frames * 1920`` samples each (longer than the input, like the real one), in the
+  model's dtype. Noise comes from ``torch.randn_like`` when not given (seed the global RNG).
+
+Behaviour, chosen by environment variables (read at each call):
+
+- ``SAM_STANDIN_MODE``: ``dsp`` (default) a deterministic FIR split chosen by the
+  description: a lowpass (< 300 Hz) target for descriptions containing "bass", a highpass
+  target otherwise; plus ``SAM_STANDIN_NOISE`` (default 1e-3) times the RNG noise, so that
+  unseeded runs differ and seeded runs are identical. ``lti``: one fixed FIR lowpass for
+  every description and no noise: linear and time-invariant, for the chunk-seam test.
+  In both modes ``target + residual == input`` (up to the dtype's rounding).
+- ``SAM_STANDIN_OOM_ABOVE=N``: ``separate`` raises ``torch.cuda.OutOfMemoryError`` when
+  ``batch size * padded samples * reranking_candidates`` exceeds N.
+- ``SAM_STANDIN_FAIL``: ``gated`` (``GatedRepoError``), ``missing``
+  (``RepositoryNotFoundError``) or ``auth`` (``HfHubHTTPError`` with status 401), raised by
+  both ``from_pretrained``; these are the real huggingface_hub classes. Model ids that are
+  not ``facebook/sam-audio-*`` and not a directory with a ``config.json`` always raise
+  ``RepositoryNotFoundError``, like the Hub.
+- ``SAM_STANDIN_LOAD_LOG=path``: each ``SAMAudio.from_pretrained`` appends one JSON line
+  (``model``, ``overrides``, ``pid``): tests count loads and check switched-off parts.
+- ``SAM_STANDIN_SECONDS_PER_SECOND=x``: ``separate`` sleeps x seconds per second of audio
+  in the batch (slows a job down so tests can kill links mid-run).
+"""
+
+from .model import SAMAudio, SeparationResult
+from .processor import Batch, SAMAudioProcessor
+
+IS_STANDIN = True
+
+__all__ = ["SAMAudio", "SAMAudioProcessor", "Batch", "SeparationResult", "IS_STANDIN"]

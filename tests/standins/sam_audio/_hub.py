@@ -1,0 +1,48 @@
+"""Where the stand-in meets the Hub: the real huggingface_hub errors, chosen by env vars."""
+
+from __future__ import annotations
+
+import json
+import os
+
+KNOWN_PREFIX = "facebook/sam-audio-"
+DEFAULT_CONFIG = {
+    "audio_codec": {"sample_rate": 48_000, "hop_length": 1920},
+    "text_ranker": {"kind": "clap"},
+    "visual_ranker": {"kind": "imagebind"},
+    "span_predictor": "pe-a-frame-large",
+}
+
+
+def _url(repo_id: str) -> str:
+    return f"https://huggingface.co/{repo_id}"
+
+
+def resolve_config(model_id: str) -> dict:
+    """The config a real load would read (config.json), or the real Hub error."""
+    from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, "config.json")
+        with open(path, encoding="utf-8") as fin:
+            return {**DEFAULT_CONFIG, **json.load(fin)}
+    fail = os.environ.get("SAM_STANDIN_FAIL", "")
+    if fail == "gated":
+        raise GatedRepoError(
+            f"403 Client Error. Cannot access gated repo for url {_url(model_id)}/resolve/main/"
+            f"config.json. Access to model {model_id} is restricted and you are not in the "
+            "authorized list. Visit the model page to ask for access."
+        )
+    if fail == "auth":
+        import requests
+
+        response = requests.Response()
+        response.status_code = 401
+        raise HfHubHTTPError("401 Client Error: Unauthorized. Invalid credentials in "
+                             "Authorization header", response=response)
+    if fail == "missing" or not model_id.startswith(KNOWN_PREFIX):
+        raise RepositoryNotFoundError(
+            f"404 Client Error. Repository Not Found for url: {_url(model_id)}/resolve/main/"
+            "config.json. Please make sure you specified the correct `repo_id`."
+        )
+    return dict(DEFAULT_CONFIG)

@@ -1,0 +1,107 @@
+"""Stand-in SAMAudio: a conv1d FIR split in the model's dtype instead of the generative model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._hub import resolve_config
+
+DFLT_ODE_OPT = {"method": "midpoint", "options": {"step_size": 2 / 32}}
+TAPS = 255  # odd: a centred ("same") FIR
+CUTOFF_HZ = 300.0
+
+
+@dataclass
+class SeparationResult:
+    target: Any
+    residual: Any
+    noise: torch.Tensor
+
+
+def _lowpass_kernel(sample_rate: int) -> torch.Tensor:
+    n = torch.arange(TAPS, dtype=torch.float64) - (TAPS - 1) / 2
+    fc = CUTOFF_HZ / sample_rate
+    sinc = torch.where(n == 0, torch.tensor(2 * fc, dtype=torch.float64),
+                       torch.sin(2 * math.pi * fc * n) / (math.pi * n))
+    kernel = sinc * torch.hann_window(TAPS, periodic=False, dtype=torch.float64)
+    return (kernel / kernel.sum()).float()
+
+
+class SAMAudio(torch.nn.Module):
+    def __init__(self, config: dict):
+        super().__init__()
+        codec = config["audio_codec"]
+        self.sample_rate = codec["sample_rate"]
+        self.hop_length = codec["hop_length"]
+        # The codec's first conv: its bias makes a dtype mismatch fail with torch's own text.
+        self.codec_in = torch.nn.Conv1d(1, 1, TAPS, padding=TAPS // 2, bias=True)
+        with torch.no_grad():
+            self.codec_in.weight.copy_(_lowpass_kernel(self.sample_rate).view(1, 1, TAPS))
+            self.codec_in.bias.zero_()
+        self.dropout = torch.nn.Dropout(0.1)  # perturbs outputs until .eval(), like the DiT
+        self.text_ranker = config.get("text_ranker")
+        self.visual_ranker = config.get("visual_ranker")
+        if config.get("span_predictor") is not None:
+            self.span_predictor = config["span_predictor"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str, **overrides) -> SAMAudio:
+        config = resolve_config(pretrained_model_name_or_path)
+        applied = {k: v for k, v in overrides.items() if k in config}
+        config.update(applied)
+        log = os.environ.get("SAM_STANDIN_LOAD_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"model": pretrained_model_name_or_path,
+                                      "overrides": applied, "pid": os.getpid()}) + "\n")
+        return cls(config)
+
+    def _split(self, audios: torch.Tensor, descriptions: list[str]) -> torch.Tensor:
+        """(B, 1, T) -> (B, T) target."""
+        low = self.codec_in(audios)[:, 0]
+        low = low + (self.dropout(torch.full_like(low, 1e-2)) - 1e-2)  # 0 once .eval()
+        if os.environ.get("SAM_STANDIN_MODE", "dsp") == "lti":
+            return low
+        wants_low = torch.tensor(["bass" in d.lower() for d in descriptions], device=low.device)
+        return torch.where(wants_low.view(-1, 1), low, audios[:, 0] - low)
+
+    @torch.inference_mode()
+    def separate(self, batch, noise=None, ode_opt=DFLT_ODE_OPT, reranking_candidates: int = 1,
+                 predict_spans: bool = False) -> SeparationResult:
+        audios = batch.audios
+        bsz, _, length = audios.shape
+        frames = int(batch.sizes.max())
+        padded_len = frames * self.hop_length
+        limit = os.environ.get("SAM_STANDIN_OOM_ABOVE")
+        if limit and bsz * padded_len * reranking_candidates > int(limit):
+            raise torch.cuda.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB (stand-in limit "
+                f"{limit} samples per batch)")
+        pause = float(os.environ.get("SAM_STANDIN_SECONDS_PER_SECOND", "0") or 0)
+        if pause:
+            time.sleep(pause * bsz * length / self.sample_rate)
+        padded = torch.nn.functional.pad(audios, (0, padded_len - length))
+        if noise is None:
+            noise = torch.randn(bsz * reranking_candidates, frames, 128,
+                                device=audios.device, dtype=audios.dtype)
+        target = self._split(padded, batch.descriptions)
+        if os.environ.get("SAM_STANDIN_MODE", "dsp") != "lti":
+            level = float(os.environ.get("SAM_STANDIN_NOISE", "1e-3"))
+            jitter = noise[::reranking_candidates].reshape(bsz, -1)[:, :1]
+            ramp = torch.linspace(-1, 1, padded_len, device=audios.device, dtype=audios.dtype)
+            target = target + level * jitter * ramp
+        # Beyond each item's own samples the real decoder returns codec output, not silence.
+        for row, own in zip(target, batch.wav_sizes, strict=True):
+            row[int(own):] = 0.25
+        residual = padded[:, 0] - target
+        sizes = batch.sizes * self.hop_length
+        targets = [row[: int(size)] for row, size in zip(target, sizes, strict=True)]
+        residuals = [row[: int(size)] for row, size in zip(residual, sizes, strict=True)]
+        return SeparationResult(target=targets, residual=residuals, noise=noise)

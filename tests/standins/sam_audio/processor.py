@@ -1,0 +1,72 @@
+"""Stand-in processor: same call shape and Batch attributes as sam_audio/processor.py."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from ._hub import resolve_config
+
+
+def _load_path(path: str) -> torch.Tensor:
+    import numpy as np
+    import soundfile as sf  # only for file inputs; the payload passes tensors
+
+    data, _ = sf.read(path, dtype="float32", always_2d=True)
+    return torch.from_numpy(np.ascontiguousarray(data.T))
+
+
+class Batch:
+    def __init__(self, audios, sizes, wav_sizes, descriptions, hop_length,
+                 audio_sampling_rate, audio_pad_mask=None, anchors=None, masked_video=None):
+        self.audios = audios
+        self.sizes = sizes
+        self.wav_sizes = wav_sizes
+        self.descriptions = descriptions
+        self.hop_length = hop_length
+        self.audio_sampling_rate = audio_sampling_rate
+        self.audio_pad_mask = audio_pad_mask
+        self.anchors = anchors
+        self.masked_video = masked_video
+        assert self.audios.size(0) == len(self.descriptions)
+
+    def to(self, device):
+        self.audios = self.audios.to(device)
+        self.sizes = self.sizes.to(device)
+        self.wav_sizes = self.wav_sizes.to(device)
+        if self.audio_pad_mask is not None:
+            self.audio_pad_mask = self.audio_pad_mask.to(device)
+        return self
+
+
+class SAMAudioProcessor:
+    def __init__(self, audio_hop_length: int, audio_sampling_rate: int):
+        self.audio_hop_length = audio_hop_length
+        self.audio_sampling_rate = audio_sampling_rate
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str) -> SAMAudioProcessor:
+        codec = resolve_config(model_name_or_path)["audio_codec"]
+        return cls(audio_hop_length=codec["hop_length"], audio_sampling_rate=codec["sample_rate"])
+
+    def wav_to_feature_idx(self, wav_idx):
+        if torch.is_tensor(wav_idx):
+            return torch.ceil(wav_idx / self.audio_hop_length).long()
+        return math.ceil(wav_idx / self.audio_hop_length)
+
+    def __call__(self, descriptions, audios, anchors=None, masked_videos=None) -> Batch:
+        assert len(descriptions) == len(audios)
+        wavs = []
+        for audio in audios:
+            wav = _load_path(audio) if isinstance(audio, str) else audio
+            wavs.append(wav.mean(0))  # a 1-D input fails below, as in the real processor
+        wav_sizes = torch.tensor([wav.size(-1) for wav in wavs])
+        padded = pad_sequence(wavs, batch_first=True).unsqueeze(1)
+        sizes = self.wav_to_feature_idx(wav_sizes)
+        mask = torch.arange(int(sizes.max())).expand(len(sizes), -1) < sizes.unsqueeze(1)
+        return Batch(audios=padded, sizes=sizes, wav_sizes=wav_sizes,
+                     descriptions=list(descriptions), hop_length=self.audio_hop_length,
+                     audio_sampling_rate=self.audio_sampling_rate, audio_pad_mask=mask,
+                     anchors=anchors)
