@@ -21,9 +21,11 @@ PROTOCOL_VERSION = 1
 # Event names, in the order a job normally emits them.
 HELLO = "hello"  # payload_version, device, gpu_name, vram_free_mb, torch, cuda, pid
 LOAD = "load"  # model, dtype, device, seconds
-ITEM_START = "item_start"  # item, desc, description, input, duration_s, sample_rate, channels, chunks
+# item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks
+ITEM_START = "item_start"
 CHUNK = "chunk"  # item, desc, done, total
-ITEM_DONE = "item_done"  # item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped
+# item_done: item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped
+ITEM_DONE = "item_done"
 WARNING = "warning"  # item|None, message, (code)
 ERROR = "error"  # item|None, desc|None, kind, message
 BYE = "bye"  # ok, items_done, items_failed, exit_code
@@ -70,7 +72,8 @@ class EventWriter:
         self.seq = start_seq
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"v": PROTOCOL_VERSION, "seq": self.seq, "t": round(time.time(), 3)}
+        record: dict[str, Any] = {"v": PROTOCOL_VERSION, "seq": self.seq}
+        record["t"] = round(time.time(), 3)
         record["event"] = event
         record.update(fields)
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"

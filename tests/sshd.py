@@ -93,7 +93,8 @@ class SshServer:
             f"KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
             f"AuthorizedKeysFile {self.root / 'authorized_keys'}\n"
             f"PermitRootLogin prohibit-password\nAllowUsers {self.user}\n"
-            f"Subsystem sftp internal-sftp\nLogLevel {self.log_level}\nMaxStartups 100\nMaxSessions 50\n"
+            f"Subsystem sftp internal-sftp\nLogLevel {self.log_level}\n"
+            f"MaxStartups 100\nMaxSessions 50\n"
             f"{env_lines}"
         )
         log = open(self.log, "ab")  # noqa: SIM115 - lives as long as the server
