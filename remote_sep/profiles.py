@@ -1,0 +1,413 @@
+"""Host profiles: hosts.yaml loaded and validated (errors name file:line and field), merged
+with ssh_config, plus the built-in ``local`` host.
+
+The YAML is composed into nodes (not plain dicts) so that every message, even one about a
+wrong value type, can point at the line the user has to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko  # only SSHConfig (a pure parser); the SSH seam itself stays in remote.py
+import platformdirs
+import yaml
+
+from remote_sep.errors import ConfigError, UnknownHost
+from remote_sep.profile_model import LOCAL_HOST, HostProfile
+
+APP_NAME = "remote-sep"
+HOSTS_ENV = "REMOTE_SEP_HOSTS"
+SSH_CONFIG_ENV = "REMOTE_SEP_SSH_CONFIG"
+KNOWN_HOSTS_ENV = "REMOTE_SEP_KNOWN_HOSTS"
+DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
+
+# SSH connection fields make no sense for the built-in local host.
+SSH_ONLY_FIELDS = frozenset({"host", "user", "port", "key", "proxy_jump", "known_hosts"})
+# Names that would put a secret into a remote command line (env is exported there).
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD")
+
+
+# ---------------------------------------------------------------- paths
+
+
+def default_hosts_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "hosts.yaml"
+
+
+def hosts_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The hosts.yaml to use: the explicit path, else $REMOTE_SEP_HOSTS, else the default."""
+    if path:
+        return Path(path).expanduser()
+    env = os.environ.get(HOSTS_ENV)
+    return Path(env).expanduser() if env else default_hosts_path()
+
+
+def default_known_hosts() -> list[str]:
+    env = os.environ.get(KNOWN_HOSTS_ENV)
+    files = env.split(os.pathsep) if env else list(DEFAULT_KNOWN_HOSTS)
+    return [os.path.expanduser(f) for f in files if f]
+
+
+def local_base_path() -> str:
+    return platformdirs.user_data_dir(APP_NAME)
+
+
+# ---------------------------------------------------------------- field schema
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # what the user is told the field must be
+    convert: Callable[[Any], Any]  # raises ValueError(reason) on a bad value
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be a string")
+    text = str(value)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _string_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [_string(value)]
+    if not isinstance(value, list):
+        raise ValueError("must be a string or a list of strings")
+    return [_string(v) for v in value]
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number between 1 and 65535")
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number (1-65535)")
+    return value
+
+
+def _positive(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _env(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping of NAME: value")
+    env: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not name.replace("_", "a").isalnum():
+            raise ValueError(f"{name!r} is not an environment variable name")
+        if any(marker in name.upper() for marker in SECRET_MARKERS):
+            raise ValueError(
+                f"{name} looks like a secret; env values are put on remote command lines "
+                "(bootstrap sends the Hugging Face token safely)"
+            )
+        env[name] = _string(item) if item != "" else ""
+    return env
+
+
+FIELDS: dict[str, Field] = {
+    "host": Field("a host name, address or ssh_config alias", _string),
+    "user": Field("a user name", _string),
+    "port": Field("a port number", _port),
+    "key": Field("a private key file", _string),
+    "path": Field("a remote directory", _string),
+    "python": Field("a remote interpreter path", _string),
+    "proxy_jump": Field("[user@]host[:port]", _string),
+    "known_hosts": Field("a file or list of files", _string_list),
+    "connect_timeout": Field("seconds", _positive),
+    "model": Field("a model name", _string),
+    "dtype": Field("a dtype name", _string),
+    "chunk_seconds": Field("seconds", _positive),
+    "path_prepend": Field("a directory or list of directories", _string_list),
+    "hf_home": Field("a remote directory", _string),
+    "env": Field("a mapping", _env),
+    "torch_index": Field("a wheel index URL", _string),
+    "torch_spec": Field("a pip requirement", _string),
+    "sam_audio_spec": Field("a pip requirement", _string),
+    "pins": Field("a list of pip requirements", _string_list),
+    "pip_args": Field("a list of pip arguments", _string_list),
+    "allow_sudo": Field("true or false", _boolean),
+}
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@dataclass
+class RawEntry:
+    """One validated hosts.yaml entry before the ssh_config merge."""
+
+    name: str
+    values: dict[str, Any]
+    line: int  # 1-based line of the entry's name
+    key_line: int  # 0-based first line of the entry (for the writer)
+    end_line: int  # 0-based last line of the entry (for the writer)
+    indent: int  # column of the entry's name
+
+
+@dataclass
+class ParsedFile:
+    entries: dict[str, RawEntry]
+    hosts_node: yaml.Node | None
+
+
+def _fail(file: Path, line: int | None, message: str, field: str | None = None) -> ConfigError:
+    where = f"{file}:{line}" if line else str(file)
+    what = f"field '{field}': " if field else ""
+    return ConfigError(
+        f"{where}: {what}{message}", hint="see hosts.yaml.example for every field"
+    )
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _scalar_key(file: Path, node: yaml.Node, what: str) -> str:
+    if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
+        raise _fail(file, _line(node), f"{what} must be a plain name")
+    return str(node.value)
+
+
+def parse_text(text: str, file: Path) -> ParsedFile:
+    """Validate hosts.yaml text; every ConfigError carries the file and the line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            raise _fail(file, line, f"not valid YAML: {exc.problem or exc}") from None
+        except yaml.YAMLError as exc:
+            raise _fail(file, None, f"not valid YAML: {exc}") from None
+        if root is None or (isinstance(root, yaml.ScalarNode) and root.value in ("", "~", "null")):
+            return ParsedFile({}, None)
+        if not isinstance(root, yaml.MappingNode):
+            raise _fail(file, _line(root), "the file must be a mapping with a 'hosts:' key")
+        hosts_node = None
+        for key_node, value_node in root.value:
+            key = _scalar_key(file, key_node, "a top-level key")
+            if key != "hosts":
+                raise _fail(file, _line(key_node), f"unknown top-level key '{key}'"
+                            f"{_suggest(key, ['hosts'])}; the file holds one 'hosts:' mapping")
+            hosts_node = value_node
+        entries = _parse_hosts(file, hosts_node, loader) if hosts_node is not None else {}
+        return ParsedFile(entries, hosts_node)
+    finally:
+        loader.dispose()
+
+
+def _parse_hosts(file: Path, node: yaml.Node, loader: yaml.SafeLoader) -> dict[str, RawEntry]:
+    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        raise _fail(file, _line(node), "'hosts' must be a mapping of NAME: {host: …}")
+    entries: dict[str, RawEntry] = {}
+    for name_node, body in node.value:
+        name = _scalar_key(file, name_node, "a host name")
+        if any(ch.isspace() for ch in name):
+            raise _fail(file, _line(name_node), f"host name '{name}' must not contain spaces")
+        if name in entries:
+            raise _fail(file, _line(name_node),
+                        f"host '{name}' is defined twice (first on line {entries[name].line})")
+        values = _parse_entry(file, name, body, loader)
+        if name != LOCAL_HOST and "host" not in values:
+            raise _fail(file, _line(name_node), f"host '{name}' has no 'host' field", "host")
+        end_line = _last_line(body)
+        entries[name] = RawEntry(name, values, _line(name_node), name_node.start_mark.line,
+                                 max(end_line, name_node.start_mark.line),
+                                 name_node.start_mark.column)
+    return entries
+
+
+def _last_line(node: yaml.Node) -> int:
+    """0-based last line holding this node's content (a block mapping's own end mark lies on
+    the next key's line, past any comments in between, so follow the last leaf instead)."""
+    if isinstance(node, yaml.MappingNode) and node.value and not node.flow_style:
+        return _last_line(node.value[-1][1])
+    if isinstance(node, yaml.SequenceNode) and node.value and not node.flow_style:
+        return _last_line(node.value[-1])
+    end = node.end_mark
+    return end.line - 1 if end.column == 0 and end.line > node.start_mark.line else end.line
+
+
+def _parse_entry(file: Path, name: str, body: yaml.Node, loader: yaml.SafeLoader) -> dict:
+    if not isinstance(body, yaml.MappingNode):
+        raise _fail(file, _line(body), f"host '{name}' must be a mapping of field: value")
+    values: dict[str, Any] = {}
+    for key_node, value_node in body.value:
+        field = _scalar_key(file, key_node, "a field name")
+        line = _line(key_node)
+        if field not in FIELDS:
+            raise _fail(file, line, f"unknown field '{field}' in host '{name}'"
+                        f"{_suggest(field, list(FIELDS))}", field)
+        if field in values:
+            raise _fail(file, line, f"field given twice in host '{name}'", field)
+        if name == LOCAL_HOST and field in SSH_ONLY_FIELDS:
+            raise _fail(file, line, "the built-in 'local' host runs on this machine "
+                        "and takes no SSH settings", field)
+        try:
+            raw = loader.construct_object(value_node, deep=True)
+        except yaml.YAMLError as exc:
+            raise _fail(file, _line(value_node), f"bad value: {exc}", field) from None
+        try:
+            values[field] = FIELDS[field].convert(raw)
+        except ValueError as exc:
+            spec = FIELDS[field]
+            raise _fail(file, _line(value_node), f"{exc} (expected {spec.kind})", field) from None
+    return values
+
+
+def read_hosts_file(path: Path) -> ParsedFile:
+    if not path.exists():
+        return ParsedFile({}, None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(path, None, f"cannot read: {exc}") from None
+    return parse_text(text, path)
+
+
+# ---------------------------------------------------------------- ssh_config merge
+
+
+def load_ssh_config() -> paramiko.SSHConfig:
+    path = Path(os.path.expanduser(os.environ.get(SSH_CONFIG_ENV) or DEFAULT_SSH_CONFIG))
+    if not path.is_file():
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except Exception as exc:  # paramiko raises assorted errors for bad lines
+        raise ConfigError(f"{path}: cannot parse ssh_config: {exc}") from None
+
+
+def ssh_config_aliases(config: paramiko.SSHConfig) -> set[str]:
+    """Host names written literally in ssh_config (no wildcards, no negations)."""
+    return {h for h in config.get_hostnames() if not any(c in h for c in "*?!")}
+
+
+def build_profile(name: str, values: dict[str, Any], config: paramiko.SSHConfig,
+                  source: Path | None = None, line: int | None = None) -> HostProfile:
+    """A HostProfile from hosts.yaml values with ssh_config filling what they leave out."""
+    if name == LOCAL_HOST:
+        return _local_profile(values, source, line)
+    host = values.get("host", name)
+    ssh = config.lookup(host)
+    profile = HostProfile(name=name, host=host, source_file=str(source) if source else None,
+                          source_line=line)
+    if ssh.get("hostname") and ssh["hostname"] != host:
+        profile.hostname = ssh["hostname"]
+    profile.user = values.get("user") or ssh.get("user")
+    profile.port = values.get("port") or _ssh_int(ssh, "port", source) or 22
+    keys = [values["key"]] if "key" in values else []
+    keys += ssh.get("identityfile", [])
+    profile.key_files = list(dict.fromkeys(os.path.expanduser(k) for k in keys))
+    profile.proxy_jump = values.get("proxy_jump") or ssh.get("proxyjump")
+    if profile.proxy_jump == "none":
+        profile.proxy_jump = None
+    if "known_hosts" in values:
+        known = values["known_hosts"]
+    elif ssh.get("userknownhostsfile"):
+        known = shlex.split(ssh["userknownhostsfile"])
+    else:
+        known = default_known_hosts()
+    profile.known_hosts = [os.path.expanduser(k) for k in known]
+    timeout = values.get("connect_timeout") or _ssh_int(ssh, "connecttimeout", source)
+    if timeout:
+        profile.connect_timeout = float(timeout)
+    _copy_common(profile, values)
+    return profile
+
+
+def _local_profile(values: dict[str, Any], source: Path | None, line: int | None) -> HostProfile:
+    profile = HostProfile(name=LOCAL_HOST, host="localhost", path=local_base_path(),
+                          source_file=str(source) if source else None, source_line=line)
+    _copy_common(profile, values)
+    return profile
+
+
+def _copy_common(profile: HostProfile, values: dict[str, Any]) -> None:
+    for field in ("path", "python", "model", "dtype", "chunk_seconds", "path_prepend",
+                  "hf_home", "env", "torch_index", "torch_spec", "sam_audio_spec", "pins",
+                  "pip_args", "allow_sudo"):
+        if field in values:
+            setattr(profile, field, values[field])
+
+
+def _ssh_int(ssh: dict, key: str, source: Path | None) -> int | None:
+    if key not in ssh:
+        return None
+    try:
+        return int(ssh[key])
+    except ValueError:
+        raise ConfigError(f"ssh_config: {key} '{ssh[key]}' for this host is not a number") from None
+
+
+# ---------------------------------------------------------------- public API
+
+
+def load_hosts(path: str | os.PathLike[str] | None = None) -> dict[str, HostProfile]:
+    """Every profile in hosts.yaml (resolved through ssh_config), plus the built-in `local`."""
+    file = hosts_path(path)
+    parsed = read_hosts_file(file)
+    config = load_ssh_config()
+    profiles = {LOCAL_HOST: _local_profile({}, None, None)}
+    for name, entry in parsed.entries.items():
+        profiles[name] = build_profile(name, entry.values, config, file, entry.line)
+    return profiles
+
+
+def get_profile(name: str, hosts_file: str | os.PathLike[str] | None = None) -> HostProfile:
+    """One profile by name; a bare ssh_config alias works without a hosts.yaml entry."""
+    profiles = load_hosts(hosts_file)
+    if name in profiles:
+        return profiles[name]
+    config = load_ssh_config()
+    if name in ssh_config_aliases(config):
+        return build_profile(name, {}, config)
+    known = ", ".join(sorted(profiles))
+    raise UnknownHost(
+        f"unknown host '{name}'{_suggest(name, list(profiles))}; known hosts: {known}",
+        hint=f"add it with `remote-sep hosts add {name} user@host`, or as a Host in ssh_config "
+        f"(hosts file: {hosts_path(hosts_file)})",
+    )
+
+
+# The writer lives in its own module; re-exported so callers need one import.
+from remote_sep.profiles_writer import add_host, parse_target  # noqa: E402
+
+__all__ = [
+    "add_host",
+    "build_profile",
+    "default_hosts_path",
+    "default_known_hosts",
+    "get_profile",
+    "hosts_path",
+    "load_hosts",
+    "parse_target",
+]
