@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 
 # Each cli_* module adds its commands here (one line each).
+from remote_sep import cli_hosts  # noqa: E402
+
+cli_hosts.register(app)
 
 
 def main() -> None:
