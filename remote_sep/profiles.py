@@ -202,7 +202,10 @@ def parse_text(text: str, file: Path) -> ParsedFile:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else None
-            raise _fail(file, line, f"not valid YAML: {exc.problem or exc}") from None
+            started = exc.context_mark
+            context = (f" ({exc.context} on line {started.line + 1})"
+                       if started and exc.context and started.line + 1 != line else "")
+            raise _fail(file, line, f"not valid YAML: {exc.problem or exc}{context}") from None
         except yaml.YAMLError as exc:
             raise _fail(file, None, f"not valid YAML: {exc}") from None
         if root is None or (isinstance(root, yaml.ScalarNode) and root.value in ("", "~", "null")):
