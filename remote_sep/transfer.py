@@ -1,0 +1,127 @@
+"""Fast, atomic SFTP transfers on an already open SFTP client (remote.py passes it in;
+this module never imports paramiko itself).
+
+Why these numbers (DESIGN.md §5, loopback): paramiko's default 32 KiB requests, issued one
+at a time, leave the link idle; 255 KiB requests, pipelined for writes and prefetched for
+reads, run near OpenSSH speed. 256 KiB and above make OpenSSH's sftp-server drop the
+channel. The prefetch is bounded so a fast link cannot fill memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from remote_sep.errors import TransferError
+from remote_sep.hostbase import Progress, tmp_name
+
+REQUEST = 255 * 1024
+PREFETCH_REQUESTS = 64  # 16 MiB in flight
+
+
+def _big_requests(handle) -> None:
+    handle.MAX_REQUEST_SIZE = REQUEST  # instance attribute: read/write/prefetch use it
+
+
+def _remove_quietly(sftp, path: str) -> None:
+    try:
+        sftp.remove(path)
+    except OSError:
+        pass
+
+
+def upload(sftp, local: Path, remote: str, progress: Progress | None) -> None:
+    """Pipelined 255 KiB writes to a temp name, then posix-rename over `remote`."""
+    total = local.stat().st_size
+    tmp = tmp_name(remote, secrets.token_hex(4))
+    done = 0
+    try:
+        with open(local, "rb") as src, sftp.open(tmp, "wb") as dst:
+            _big_requests(dst)
+            dst.set_pipelined(True)
+            while block := src.read(REQUEST):
+                dst.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+        sftp.posix_rename(tmp, remote)  # replaces an existing file, unlike plain rename
+    except BaseException:
+        _remove_quietly(sftp, tmp)
+        raise
+    if progress and total == 0:
+        progress(0, 0)
+
+
+def download(sftp, remote: str, local: Path, expected_sha256: str | None,
+             progress: Progress | None, host: str) -> str:
+    """Prefetched 255 KiB reads into a local temp name; size and sha256 checked before the
+    rename, so a file at `local` is always complete. Returns the sha256."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.part-{secrets.token_hex(4)}")
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with sftp.open(remote, "rb") as src, open(tmp, "wb") as dst:
+            _big_requests(src)
+            total = src.stat().st_size
+            src.prefetch(total, PREFETCH_REQUESTS)
+            while done < total:
+                block = src.read(min(REQUEST, total - done))
+                if not block:
+                    break
+                digest.update(block)
+                dst.write(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+        if done != total:
+            raise TransferError(f"download of {remote} from {host} stopped at {done} of "
+                                f"{total} bytes")
+        got = digest.hexdigest()
+        if expected_sha256 and got != expected_sha256.lower():
+            raise TransferError(
+                f"{remote} from {host} arrived with sha256 {got}, expected {expected_sha256}; "
+                "the file was not written", hint="run the command again to retry the pull")
+        os.replace(tmp, local)
+        return got
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_atomic(sftp, remote: str, data: bytes, mode: int) -> None:
+    """Temp file created, chmod'ed (before any byte is written), filled, renamed."""
+    tmp = tmp_name(remote, secrets.token_hex(4))
+    try:
+        with sftp.open(tmp, "wb") as dst:
+            dst.chmod(mode)
+            _big_requests(dst)
+            dst.set_pipelined(True)
+            dst.write(data)
+        sftp.posix_rename(tmp, remote)
+    except BaseException:
+        _remove_quietly(sftp, tmp)
+        raise
+
+
+def read_range(sftp, remote: str, offset: int, limit: int | None) -> bytes:
+    """Bytes [offset, offset+limit) (to the end when limit is None); b'' past the end."""
+    with sftp.open(remote, "rb") as src:
+        _big_requests(src)
+        size = src.stat().st_size
+        want = max(0, size - offset) if limit is None else max(0, min(limit, size - offset))
+        if want == 0:
+            return b""
+        src.seek(offset)
+        if want > 4 * REQUEST:
+            src.prefetch(offset + want, PREFETCH_REQUESTS)
+        parts = []
+        while want > 0:
+            block = src.read(min(want, REQUEST))
+            if not block:
+                break
+            parts.append(block)
+            want -= len(block)
+        return b"".join(parts)
