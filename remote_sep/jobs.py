@@ -1,0 +1,326 @@
+"""Remote job primitives: layout, one-round-trip prepare, detached start, event polling,
+job listing. Reused by `separate`, `attach`, `jobs` and batch.
+
+Every remote path and argument is shell-quoted here; scripts are POSIX sh. Each function
+costs one SSH round trip (``Host.run``), which keeps a `separate` on a provisioned host at a
+handful of them (bench/bench_roundtrips.py counts).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from remote_payload.protocol import LineBuffer, parse_event_line
+from remote_sep.errors import NotProvisioned
+from remote_sep.profile_model import HostProfile
+
+POLL_WAIT_S = 5.0  # how long one long-poll waits on the remote for new events
+
+
+def new_job_id() -> str:
+    """Sortable, unique: UTC time plus 6 random hex digits."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def remote_path_expr(path: str) -> str:
+    """A shell word for a remote path: '~' and '~/x' become "$HOME"/x, the rest is quoted."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where one job lives on the remote (``base`` is absolute, already resolved)."""
+
+    base: str
+    job_id: str
+
+    @property
+    def dir(self) -> str:
+        return f"{self.base}/jobs/{self.job_id}"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.dir}/manifest.json"
+
+    @property
+    def events(self) -> str:
+        return f"{self.dir}/events.jsonl"
+
+    @property
+    def stderr(self) -> str:
+        return f"{self.dir}/stderr.log"
+
+    @property
+    def pid(self) -> str:
+        return f"{self.dir}/pid"
+
+    @property
+    def out(self) -> str:
+        return f"{self.dir}/out"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.dir}/inbox"
+
+    def resolve(self, path: str) -> str:
+        """A path from an event or manifest: absolute stays, relative is under the job dir."""
+        return path if path.startswith("/") else f"{self.dir}/{path}"
+
+
+def cache_path(base: str, sha256: str, ext: str) -> str:
+    return f"{base}/cache/{sha256}{ext}"
+
+
+# --- prepare: one round trip that answers everything a job needs to know -------------------
+
+@dataclass
+class RemoteReady:
+    base: str  # resolved remote base
+    python: str  # interpreter that runs the payload
+    payload_present: bool
+    cached_sha256: str | None  # sha256 of the cached upload, None when absent
+
+
+def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | None) -> str:
+    """Resolve the base, create its folders, find the interpreter, check payload + cache."""
+    lines = [
+        f"B={remote_path_expr(profile.path)}",
+        'mkdir -p "$B/cache" "$B/jobs" "$B/payload" || exit 3',
+        'B=$(cd "$B" && pwd -P)',
+        'printf "base=%s\\n" "$B"',
+    ]
+    if profile.python:
+        py = remote_path_expr(profile.python)
+        lines.append(f'if P=$(command -v {py}); then printf "python=%s\\n" "$P"; fi')
+    else:
+        lines.append('[ -x "$B/venv/bin/python" ] && printf "python=%s\\n" "$B/venv/bin/python"')
+    payload = shlex.quote(f"payload/{payload_hash}/remote_payload/__main__.py")
+    lines.append(f'[ -f "$B"/{payload} ] && echo payload=1')
+    if cache_name:
+        cached = shlex.quote(f"cache/{cache_name}")
+        lines.append(f'if [ -f "$B"/{cached} ]; then printf "cached=%s\\n" '
+                     f'"$(sha256sum < "$B"/{cached} | cut -d" " -f1)"; fi')
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def parse_prepare(profile: HostProfile, text: str) -> RemoteReady:
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    if "python" not in values:
+        where = (f"the profile's python {profile.python!r} was not found on the host"
+                 if profile.python else "no payload interpreter on the host")
+        raise NotProvisioned(f"{profile.name}: {where}",
+                             hint=f"run: remote-sep bootstrap {profile.name}")
+    return RemoteReady(base=values["base"], python=values["python"],
+                       payload_present=values.get("payload") == "1",
+                       cached_sha256=values.get("cached") or None)
+
+
+def prepare(host, profile: HostProfile, payload_hash: str, cache_name: str | None) -> RemoteReady:
+    result = host.run(prepare_script(profile, payload_hash, cache_name))
+    return parse_prepare(profile, _text(result.stdout))
+
+
+# --- start -----------------------------------------------------------------------------------
+
+def payload_env(profile: HostProfile, payload_dir: str) -> dict[str, str]:
+    """Non-secret environment for the payload: profile env, PYTHONPATH, HF_HOME."""
+    env = dict(profile.env)
+    extra = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = payload_dir + (f":{extra}" if extra else "")
+    if profile.hf_home:
+        env["HF_HOME"] = profile.hf_home
+    return env
+
+
+def _export_lines(profile: HostProfile, env: Mapping[str, str]) -> list[str]:
+    lines = []
+    if profile.path_prepend:
+        joined = ":".join(remote_path_expr(p) for p in profile.path_prepend)
+        lines.append(f'export PATH={joined}:"$PATH"')
+    for key, value in env.items():
+        if not key.isidentifier():
+            raise ValueError(f"bad environment variable name {key!r}")
+        lines.append(f"export {key}={remote_path_expr(value)}")
+    return lines
+
+
+def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir: str,
+                 *, inbox: bool = False) -> str:
+    """Write the manifest (from stdin) and start the payload detached; prints its pid.
+
+    ``trap '' HUP; setsid nohup … &`` with all three streams redirected survives the SSH
+    session closing (DESIGN §5).
+    """
+    job = shlex.quote(paths.dir)
+    argv = [python, "-m", "remote_payload", "run", "--manifest", "manifest.json",
+            "--events", "events.jsonl"]
+    if inbox:
+        argv += ["--inbox", "inbox"]
+    lines = [
+        "set -e",
+        f"mkdir -p {job}/out" + (f" {job}/inbox" if inbox else ""),
+        f"cd {job}",
+        "cat > manifest.json.tmp && mv manifest.json.tmp manifest.json",
+        ": >> events.jsonl",  # exists from the start: followers never race its creation
+        *_export_lines(profile, payload_env(profile, payload_dir)),
+        "trap '' HUP",
+        f"setsid nohup {shlex.join(argv)} > stderr.log 2>&1 < /dev/null &",
+        "echo $! > pid",
+        "echo $!",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def start_job(host, profile: HostProfile, paths: JobPaths, manifest_json: str, python: str,
+              payload_dir: str, *, inbox: bool = False) -> int:
+    """One round trip: manifest written, payload started detached; returns the remote pid."""
+    result = host.run(start_script(profile, paths, python, payload_dir, inbox=inbox),
+                      stdin=manifest_json.encode())
+    return int(_text(result.stdout).split()[-1])
+
+
+# --- follow ------------------------------------------------------------------------------------
+
+@dataclass
+class Cursor:
+    """How far a reader got in events.jsonl: resume from here after a reconnect."""
+
+    offset: int = 0  # bytes of complete lines consumed
+    last_seq: int = -1
+    problems: list[str] = field(default_factory=list)  # lines that did not parse
+
+
+@dataclass
+class Poll:
+    events: list[dict[str, Any]]
+    alive: bool  # the payload process still runs
+
+
+def poll_script(paths: JobPaths, pid: int | None, offset: int, wait_s: float) -> str:
+    """Long poll: wait on the remote until events.jsonl grows past ``offset`` or the process
+    ends (at most ``wait_s``), then print the liveness and every byte after ``offset``."""
+    events = shlex.quote(paths.events)
+    alive = f"kill -0 {int(pid)} 2>/dev/null" if pid else "false"
+    rounds = max(0, int(wait_s / 0.1))
+    return (
+        f"i=0; while [ $i -lt {rounds} ] && {alive} && "
+        f'[ "$(stat -c %s {events} 2>/dev/null || echo 0)" -le {int(offset)} ]; '
+        f"do sleep 0.1; i=$((i+1)); done\n"
+        # Liveness first, then the bytes: whatever the process wrote before dying is read.
+        f"if {alive}; then echo alive; else echo dead; fi\n"
+        f"tail -c +{int(offset) + 1} {events} 2>/dev/null || true\n"
+    )
+
+
+def consume(cursor: Cursor, data: bytes) -> list[dict[str, Any]]:
+    """Complete lines of ``data`` (read at ``cursor.offset``) -> new events; advances it.
+    Events at or below the last seen seq are dropped (a resumed read may overlap)."""
+    buffer = LineBuffer()
+    lines = buffer.feed(data)
+    cursor.offset += len(data) - buffer.pending_bytes
+    events = []
+    for line in lines:
+        parsed = parse_event_line(line)
+        if parsed.problem and parsed.event is None:
+            cursor.problems.append(parsed.problem)
+            continue
+        event = parsed.event
+        seq = event.get("seq")
+        if isinstance(seq, int):
+            if seq <= cursor.last_seq:
+                continue
+            cursor.last_seq = seq
+        events.append(event)
+    return events
+
+
+def poll_events(host, paths: JobPaths, pid: int | None, cursor: Cursor,
+                wait_s: float = POLL_WAIT_S) -> Poll:
+    """One round trip: new events after the cursor and whether the job still runs."""
+    result = host.run(poll_script(paths, pid, cursor.offset, wait_s),
+                      timeout=wait_s + 30)
+    raw = _bytes(result.stdout)
+    status, _, data = raw.partition(b"\n")
+    return Poll(events=consume(cursor, data), alive=status.strip() == b"alive")
+
+
+def stderr_tail(host, paths: JobPaths, lines: int = 20) -> str:
+    result = host.run(f"tail -n {int(lines)} {shlex.quote(paths.stderr)} 2>/dev/null || true",
+                      check=False)
+    return _text(result.stdout).strip()
+
+
+def read_pid(host, paths: JobPaths) -> int | None:
+    result = host.run(f"cat {shlex.quote(paths.pid)} 2>/dev/null || true", check=False)
+    text = _text(result.stdout).strip()
+    return int(text) if text.isdigit() else None
+
+
+# --- list --------------------------------------------------------------------------------------
+
+@dataclass
+class JobSummary:
+    job_id: str
+    state: str  # running | done | failed
+    outputs_done: int
+    age_s: float
+    last_event: dict[str, Any] | None
+
+
+def list_script(profile: HostProfile) -> str:
+    """One round trip: per job folder its id, liveness, age, item_done count, last event."""
+    return (
+        f"B={remote_path_expr(profile.path)}\n"
+        'now=$(date +%s)\n'
+        'for d in "$B"/jobs/*/; do\n'
+        '  [ -f "$d/manifest.json" ] || continue\n'
+        '  id=$(basename "$d"); pid=$(cat "$d/pid" 2>/dev/null || echo 0)\n'
+        '  case "$pid" in ""|*[!0-9]*) pid=0;; esac\n'
+        '  if [ "$pid" -gt 0 ] && kill -0 "$pid" 2>/dev/null; then alive=1; else alive=0; fi\n'
+        '  age=$((now - $(stat -c %Y "$d/manifest.json")))\n'
+        '  n=$(grep -c \'"event":"item_done"\' "$d/events.jsonl" 2>/dev/null || true)\n'
+        '  last=$(tail -n 1 "$d/events.jsonl" 2>/dev/null | tr -d "\\t")\n'
+        '  printf "%s\\t%s\\t%s\\t%s\\t%s\\n" "$id" "$alive" "$age" "${n:-0}" "$last"\n'
+        "done\n"
+    )
+
+
+def parse_list(text: str) -> list[JobSummary]:
+    jobs = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 5:
+            continue
+        job_id, alive, age, done, last = parts
+        event = parse_event_line(last).event if last.strip() else None
+        if alive == "1":
+            state = "running"
+        elif event and event.get("event") == "bye" and event.get("ok", True) \
+                and not event.get("items_failed"):
+            state = "done"
+        else:
+            state = "failed"
+        jobs.append(JobSummary(job_id, state, int(done or 0), float(age or 0), event))
+    return sorted(jobs, key=lambda job: job.job_id)
+
+
+def list_jobs(host, profile: HostProfile) -> list[JobSummary]:
+    return parse_list(_text(host.run(list_script(profile)).stdout))
+
+
+def _text(out: str | bytes) -> str:
+    return out.decode("utf-8", errors="replace") if isinstance(out, bytes) else out
+
+
+def _bytes(out: str | bytes) -> bytes:
+    return out if isinstance(out, bytes) else out.encode("utf-8")

@@ -1,0 +1,250 @@
+"""The core of `remote-sep separate` and `attach`: local checks, upload, start, follow, pull.
+
+No printing: progress goes through ``notify`` (see follow.py); failures are RemoteSepError.
+Round trips on a provisioned host: prepare (1), upload when not cached (SFTP open + put),
+start (1), the event polls, one per output pulled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import soundfile
+
+from remote_payload.manifest import FORMATS, Item, Manifest, ManifestError, Settings, resolve_model
+from remote_sep import job_records
+from remote_sep.errors import BadAudio, ConfigError, Interrupted, OutputExists, RemoteSepError
+from remote_sep.follow import Link, Notify, _quiet, follow_job
+from remote_sep.jobs import (
+    Cursor,
+    JobPaths,
+    cache_path,
+    new_job_id,
+    prepare,
+    read_pid,
+    start_job,
+)
+from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
+from remote_sep.profile_model import HostProfile
+
+
+@dataclass
+class SeparateOptions:
+    descriptions: list[str]
+    out: str | None = None
+    model: str | None = None
+    dtype: str | None = None
+    chunk_seconds: float | None = None
+    rerank: int = 1
+    seed: int = 0
+    format: str = "wav"
+    force: bool = False
+    extra_settings: dict[str, Any] = field(default_factory=dict)
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """'Female vocals!' -> 'female-vocals' (safe in a file name on every OS)."""
+    words = re.sub(r"[^\w]+", "-", text.strip().lower(), flags=re.UNICODE).strip("-_")
+    return words[:limit].rstrip("-_") or "source"
+
+
+def local_prefixes(audio: Path, descriptions: list[str], out: str | None) -> list[Path]:
+    """One output prefix per description: --out as given (suffixed by the description when
+    there are several), else ``<stem>_<desc-slug>`` next to the input."""
+    if out:
+        base = Path(out).expanduser()
+        if len(descriptions) == 1:
+            return [base]
+        return [base.with_name(f"{base.name}_{slug(d)}") for d in descriptions]
+    return [audio.with_name(f"{audio.stem}_{slug(d)}") for d in descriptions]
+
+
+def output_paths(prefix: Path, ext: str) -> list[Path]:
+    return [Path(f"{prefix}_{kind}.{ext}") for kind in ("target", "residual")]
+
+
+def check_audio(audio: Path) -> soundfile._SoundFileInfo:
+    if not audio.is_file():
+        raise BadAudio(f"audio file not found: {audio}")
+    try:
+        info = soundfile.info(str(audio))
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
+        raise BadAudio(f"{audio} is not an audio file soundfile can read ({exc})") from None
+    if info.frames <= 0:
+        raise BadAudio(f"{audio} holds no audio samples")
+    return info
+
+
+def build_settings(profile: HostProfile, opts: SeparateOptions) -> Settings:
+    settings = Settings(seed=opts.seed, rerank=opts.rerank, format=opts.format,
+                        subtype=FORMATS.get(opts.format, ("", "PCM_16"))[1])
+    model = opts.model or profile.model
+    if model:
+        settings.model = resolve_model(model)
+    settings.dtype = opts.dtype or profile.dtype or settings.dtype
+    chunk = opts.chunk_seconds or profile.chunk_seconds
+    if chunk:
+        settings.chunk_seconds = float(chunk)
+        settings.overlap_seconds = min(settings.overlap_seconds, settings.chunk_seconds / 4)
+    for key, value in opts.extra_settings.items():
+        setattr(settings, key, value)
+    try:
+        settings.validate()
+    except ManifestError as exc:
+        raise ConfigError(str(exc)) from None
+    return settings
+
+
+def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
+                ) -> tuple[Settings, list[Path]]:
+    """Everything that can fail without the network, checked before any connection."""
+    descriptions = [d.strip() for d in opts.descriptions]
+    if not descriptions or any(not d for d in descriptions):
+        raise RemoteSepError("every --desc needs a non-empty text description",
+                             kind="bad_description")
+    check_audio(audio)
+    settings = build_settings(profile, opts)
+    prefixes = local_prefixes(audio, descriptions, opts.out)
+    if len(set(prefixes)) != len(prefixes):
+        raise ConfigError("two descriptions give the same output name; use distinct --desc")
+    if not opts.force:
+        existing = [p for prefix in prefixes for p in output_paths(prefix, settings.extension)
+                    if p.exists()]
+        if existing:
+            raise OutputExists(f"output exists: {existing[0]}",
+                               hint="pass --force to overwrite, or --out to pick another name")
+    return settings, prefixes
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload_extension(audio: Path) -> str:
+    ext = audio.suffix.lower()
+    return ext if re.fullmatch(r"\.[a-z0-9]{1,8}", ext) else ""
+
+
+def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
+                 notify: Notify = _quiet, connect=None) -> dict[str, Any]:
+    """Separate one file on one host; returns the --json result body."""
+    started = time.monotonic()
+    audio = Path(audio).expanduser()
+    settings, prefixes = check_local(audio, profile, opts)
+    sha = file_sha256(audio)
+    cache_name = sha + upload_extension(audio)
+    link = Link(profile, connect, notify=notify)
+    record = None
+    try:
+        ready = link.call(lambda h: prepare(h, profile, payload_hash(), cache_name))
+        if not ready.payload_present:
+            notify("status", {"message": "syncing the payload code"})
+            link.call(lambda h: sync_payload(h, ready.base))
+        remote_audio = cache_path(ready.base, sha, upload_extension(audio))
+        if ready.cached_sha256 != sha:
+            def progress(done: int, total: int) -> None:
+                notify("transfer", {"name": audio.name, "done": done, "total": total})
+            link.call(lambda h: h.put_file(audio, remote_audio, progress=progress))
+        else:
+            notify("status", {"message": f"{audio.name} already on the host (cached)"})
+        job_id = new_job_id()
+        item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
+                    opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))])
+        manifest = Manifest(job_id=job_id, settings=settings, items=[item])
+        record = job_records.JobRecord(
+            host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
+            prefixes={job_records.output_key("i0", k): str(p) for k, p in enumerate(prefixes)},
+            descriptions={job_records.output_key("i0", k): d
+                          for k, d in enumerate(item.descriptions)})
+        job_records.save(record)
+        paths = JobPaths(ready.base, job_id)
+        # Not retried: after a lost link we could not tell whether it started twice.
+        record.pid = start_job(link.host, profile, paths, manifest.to_json(), ready.python,
+                               payload_dir(ready.base))
+        job_records.save(record)
+        notify("status", {"message": f"job {job_id} started on {profile.name}"})
+        result = follow_job(link, record, Cursor(), notify)
+    except KeyboardInterrupt:
+        raise _detached(profile, record) from None
+    finally:
+        link.close()
+    return _result(record, result, started, link)
+
+
+def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
+               notify: Notify = _quiet, connect=None) -> dict[str, Any]:
+    """Follow a job from its first event and pull every output not already here."""
+    started = time.monotonic()
+    record = job_records.load(profile.name, job_id)
+    link = Link(profile, connect, notify=notify)
+    try:
+        if record is None or out:
+            record = _record_from_remote(link, profile, job_id, out, record)
+        if record.pid is None:
+            record.pid = link.call(lambda h: read_pid(h, JobPaths(record.base, job_id)))
+        job_records.save(record)
+        result = follow_job(link, record, Cursor(), notify)
+    except KeyboardInterrupt:
+        raise _detached(profile, record) from None
+    finally:
+        link.close()
+    return _result(record, result, started, link)
+
+
+def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str | None,
+                        old: job_records.JobRecord | None) -> job_records.JobRecord:
+    """Rebuild the output map from the remote manifest (no local record, or a new --out)."""
+    if not re.fullmatch(r"[\w.-]+", job_id):
+        raise ConfigError(f"not a job id: {job_id!r}")
+    ready = link.call(lambda h: prepare(h, profile, payload_hash(), None))
+    paths = JobPaths(ready.base, job_id)
+    try:
+        text = link.call(lambda h: h.read_bytes(paths.manifest)).decode("utf-8")
+        manifest = Manifest.from_json(text)
+    except (RemoteSepError, ManifestError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"no job {job_id} on {profile.name} ({exc})",
+                          hint=f"list jobs with: remote-sep jobs {profile.name}") from None
+    record = old or job_records.JobRecord(host=profile.name, job_id=job_id, base=ready.base,
+                                          ext=manifest.settings.extension)
+    for item in manifest.items:
+        several = len(manifest.items) > 1
+        for k, desc in enumerate(item.descriptions):
+            key = job_records.output_key(item.id, k)
+            record.descriptions[key] = desc
+            if out:
+                base = Path(out).expanduser()
+                tag = "_".join(([item.id] if several else [])
+                               + ([slug(desc)] if len(item.descriptions) > 1 else []))
+                record.prefixes[key] = str(base.with_name(f"{base.name}_{tag}") if tag else base)
+            elif key not in record.prefixes:
+                record.prefixes[key] = str(Path.cwd() / f"{job_id}_{item.id}_{slug(desc)}")
+    return record
+
+
+def _detached(profile: HostProfile, record: job_records.JobRecord | None) -> Interrupted:
+    if record is None:
+        return Interrupted("interrupted before the job started; nothing runs on the host")
+    return Interrupted(f"detached from job {record.job_id}; it keeps running on {profile.name}",
+                       hint=f"remote-sep attach {record.job_id} --host {profile.name}")
+
+
+def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
+    outputs = []
+    for key, kinds in sorted(follow.outputs.items()):
+        entry = {"key": key, "description": record.descriptions.get(key)}
+        for kind, path in kinds.items():
+            entry[kind] = path
+            entry[f"{kind}_sha256"] = follow.shas[path]
+        outputs.append(entry)
+    return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
+            "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,
+            "reconnects": link.reconnects}
