@@ -23,6 +23,9 @@ app = typer.Typer(
 from remote_sep import cli_hosts  # noqa: E402
 
 cli_hosts.register(app)
+from remote_sep import cli_separate  # noqa: E402
+
+cli_separate.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,146 @@
+"""`remote-sep separate`, `jobs` and `attach` (thin commands; the work is in separate.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from remote_payload.manifest import DTYPES, FORMATS
+from remote_sep.cli_common import HostsOption, JsonOption, err_console, out_console, run_command
+from remote_sep.errors import ConfigError
+
+HostOption = Annotated[str, typer.Option("--host", "-H", help="Host profile name ('local': here).")]
+
+
+def _profile(name: str, hosts: Path | None):
+    from remote_sep.profiles import get_profile
+
+    return get_profile(name, hosts)
+
+
+def _with_view(as_json: bool, action):
+    """Run ``action(notify)`` with the live progress view on stderr (none under --json)."""
+    if as_json:
+        return action(lambda kind, data: None)
+    from remote_sep.ui import LiveView
+
+    with LiveView(err_console) as view:
+        return action(view)
+
+
+def _print_outputs(result: dict[str, Any]) -> None:
+    for entry in result["outputs"]:
+        for kind in ("target", "residual"):
+            if kind in entry:
+                out_console.print(entry[kind], markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"job {result['job_id']} on {result['host']}: done in "
+                      f"{result['seconds']:.1f} s", markup=False)
+
+
+def separate(
+    audio: Annotated[Path, typer.Argument(help="The audio file to separate.")],
+    desc: Annotated[list[str], typer.Option("--desc", "-d", help=(
+        "Text description of the sound to take out (repeat for several)."))],
+    host: HostOption,
+    out: Annotated[str | None, typer.Option("--out", "-o", help=(
+        "Output prefix: writes PREFIX_target.EXT and PREFIX_residual.EXT (default: "
+        "<input stem>_<description> next to the input)."))] = None,
+    model: Annotated[str | None, typer.Option(help=(
+        "small | base | large (+ -tv), a Hub id or a local dir on the host."))] = None,
+    dtype: Annotated[str | None, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = None,
+    chunk_seconds: Annotated[float | None, typer.Option(help="Chunk length in seconds.")] = None,
+    rerank: Annotated[int, typer.Option(help="Reranking candidates (1 = off).")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    hosts: HostsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Separate the described sources out of AUDIO on a host; pull target and residual.
+
+    Ctrl-C detaches (the job runs on; `remote-sep attach JOB --host NAME` picks it up).
+    """
+    from remote_sep.separate import SeparateOptions, run_separate
+
+    def action() -> dict[str, Any]:
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        profile = _profile(host, hosts)
+        opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
+                               chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
+                               format=fmt, force=force)
+        result = _with_view(as_json, lambda notify: run_separate(audio, profile, opts, notify))
+        if not as_json:
+            _print_outputs(result)
+        return result
+
+    run_command("separate", as_json, action)
+
+
+def attach(
+    job: Annotated[str, typer.Argument(help="Job id (see `remote-sep jobs NAME`).")],
+    host: HostOption,
+    out: Annotated[str | None, typer.Option("--out", "-o", help=(
+        "Output prefix (default: the names the job was started with, else JOB_<item>_<desc> "
+        "in the current folder)."))] = None,
+    hosts: HostsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a job from its first event and pull every output not already here."""
+    from remote_sep.separate import run_attach
+
+    def action() -> dict[str, Any]:
+        profile = _profile(host, hosts)
+        result = _with_view(as_json, lambda notify: run_attach(job, profile, out, notify))
+        if not as_json:
+            _print_outputs(result)
+        return result
+
+    run_command("attach", as_json, action)
+
+
+def jobs(
+    name: Annotated[str, typer.Argument(help="Host profile name.")],
+    hosts: HostsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the jobs on a host: id, state (running/done/failed), outputs done, age."""
+    from remote_sep.follow import Link
+    from remote_sep.jobs import list_jobs
+
+    def action() -> dict[str, Any]:
+        profile = _profile(name, hosts)
+        link = Link(profile)
+        try:
+            found = list_jobs(link.host, profile)
+        finally:
+            link.close()
+        rows = [{"job_id": j.job_id, "state": j.state, "outputs_done": j.outputs_done,
+                 "age_s": j.age_s, "last_event": (j.last_event or {}).get("event")}
+                for j in found]
+        if not as_json:
+            table = Table("job", "state", "outputs", "age", "last event", box=None)
+            for row in rows:
+                table.add_row(row["job_id"], row["state"], str(row["outputs_done"]),
+                              _age(row["age_s"]), row["last_event"] or "")
+            out_console.print(table)
+        return {"host": name, "jobs": rows, "checked_at": time.time()}
+
+    run_command("jobs", as_json, action)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("separate")(separate)
+    app.command("attach")(attach)
+    app.command("jobs")(jobs)
