@@ -145,10 +145,8 @@ def trust(
         if not as_json:
             if result["added"]:
                 err_console.print(f"added to {result['known_hosts']}", markup=False)
-            elif result["already_known"]:
-                err_console.print(f"already in {result['known_hosts']}", markup=False)
             else:
-                err_console.print("not added", markup=False)
+                err_console.print("not trusted: nothing written", markup=False)
         return result
 
     run_command("hosts trust", as_json, action)

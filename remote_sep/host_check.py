@@ -1,0 +1,137 @@
+"""The cores of `hosts check` (one remote script, one round trip) and `hosts trust`."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from remote_sep import hostkeys
+from remote_sep.profile_model import HostProfile
+from remote_sep.provision.inspect import STAMP_NAME, env_prelude, remote_path_expr
+
+GPU_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total,memory.used",
+             "--format=csv,noheader")
+NO_GPU = "no NVIDIA GPU"
+_PY_VERSION = "import sys; print(sys.executable, '%d.%d.%d' % sys.version_info[:3])"
+
+
+def check_script(profile: HostProfile) -> str:
+    """POSIX sh that prints `key=value` lines (values single-line); always exits 0."""
+    python = profile.python or "python3"
+    return env_prelude(profile.path_prepend, profile.env) + f"""\
+BASE={remote_path_expr(profile.path)}
+echo "base=$BASE"
+if out=$({remote_path_expr(python)} -c {shlex.quote(_PY_VERSION)} 2>&1); then
+  echo "python=$out"
+else
+  echo "python_error=$(printf '%s\\n' "$out" | tail -n 1)"
+fi
+if command -v nvidia-smi >/dev/null 2>&1; then
+  if out=$({shlex.join(GPU_QUERY)} 2>&1); then
+    printf '%s\\n' "$out" | sed 's/^/gpu=/'
+  else
+    echo "gpu_error=nvidia-smi failed: $(printf '%s\\n' "$out" | tail -n 1)"
+  fi
+else
+  echo "gpu_error={NO_GPU}"
+fi
+d="$BASE"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+echo "disk_path=$d"
+echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR==2 {{print $4}}')"
+[ -x "$BASE/venv/bin/python" ] && echo "venv=yes"
+[ -f "$BASE/venv/{STAMP_NAME}" ] && echo "stamp=yes"
+exit 0
+"""
+
+
+def parse_check(text: str, profile: HostProfile) -> dict[str, Any]:
+    """The script's output -> the `hosts check` result (the --json body)."""
+    report: dict[str, Any] = {
+        "host": profile.name, "target": profile.describe(), "reachable": True,
+        "base": None, "python": {"command": profile.python or "python3"},
+        "gpus": [], "gpu_error": None, "disk": {"path": None, "free_bytes": None},
+        "venv": False, "stamp": False,
+    }
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if key == "base":
+            report["base"] = value
+        elif key == "python":
+            executable, _, version = value.rpartition(" ")
+            report["python"].update(executable=executable, version=version)
+        elif key == "python_error":
+            report["python"]["error"] = value or "not found"
+        elif key == "gpu":
+            report["gpus"].append(_gpu(value))
+        elif key == "gpu_error":
+            report["gpu_error"] = value
+        elif key == "disk_path":
+            report["disk"]["path"] = value
+        elif key == "disk_free_kb" and value.isdigit():
+            report["disk"]["free_bytes"] = int(value) * 1024
+        elif key in ("venv", "stamp"):
+            report[key] = True
+    report["provisioned"] = report["venv"] and report["stamp"]
+    if not report["provisioned"] and not profile.python:
+        report["hint"] = f"run remote-sep bootstrap {profile.name}"
+    return report
+
+
+def _gpu(value: str) -> dict[str, str]:
+    cells = [c.strip() for c in value.split(",")] + ["", "", ""]
+    return {"name": cells[0], "driver": cells[1], "memory_total": cells[2],
+            "memory_used": cells[3]}
+
+
+def check_host(profile: HostProfile) -> dict[str, Any]:
+    """Connect (host keys checked) and inspect the host; connection errors propagate."""
+    from remote_sep import remote  # the SSH stack loads only for commands that connect
+
+    with remote.connect(profile) as host:
+        result = host.run(check_script(profile), check=True, timeout=60)
+    return parse_check(result.text, profile)
+
+
+def describe(report: dict[str, Any]) -> list[str]:
+    """Plain lines for the terminal."""
+    python = report["python"]
+    lines = [f"{report['host']} ({report['target']}): reachable"]
+    if "version" in python:
+        lines.append(f"python       {python['version']} ({python['executable']})")
+    else:
+        lines.append(f"python       {python['command']}: {python.get('error', 'not found')}")
+    if report["gpus"]:
+        for gpu in report["gpus"]:
+            lines.append(f"gpu          {gpu['name']}, driver {gpu['driver']}, "
+                         f"{gpu['memory_used']} used of {gpu['memory_total']}")
+    else:
+        lines.append(f"gpu          {report['gpu_error'] or NO_GPU}")
+    free = report["disk"]["free_bytes"]
+    if free is not None:
+        lines.append(f"disk         {free / 1e9:.1f} GB free under {report['disk']['path']}")
+    lines.append(f"base path    {report['base']}")
+    state = "yes" if report["provisioned"] else "no"
+    if report.get("hint"):
+        state += f" ({report['hint']})"
+    lines.append(f"provisioned  {state}")
+    return lines
+
+
+Confirm = Callable[[str, str, str], bool]  # (key type, fingerprint, known_hosts file) -> yes?
+
+
+def trust_host(profile: HostProfile, confirm: Confirm) -> dict[str, Any]:
+    """Fetch the host key, let the user confirm its fingerprint, then add it to the
+    profile's first known_hosts file. Nothing is written when the answer is no."""
+    key = hostkeys.fetch_host_key(profile)
+    file = hostkeys.known_hosts_files(profile)[0]
+    result = {"host": profile.name, "target": profile.describe(), "key_type": key.keytype,
+              "fingerprint": key.fingerprint, "known_hosts": str(file), "added": False}
+    if confirm(key.keytype, key.fingerprint, str(file)):
+        result["known_hosts"] = str(hostkeys.add_known_host(file, profile, key))
+        result["added"] = True
+    return result
