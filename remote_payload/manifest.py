@@ -33,6 +33,7 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 # format -> (file extension, default soundfile subtype)
 FORMATS = {"wav": ("wav", "PCM_16"), "flac": ("flac", "PCM_16")}
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
+STEREO_MODES = ("mid", "channels")
 
 
 class ManifestError(ValueError):
@@ -62,6 +63,7 @@ class Settings:
     format: str = "wav"
     subtype: str = "PCM_16"
     sample_rate: int | None = None  # None: the input's rate
+    stereo: str = "mid"  # mid: separate the channel mean once | channels: each channel alone
 
     def validate(self) -> None:
         if self.dtype not in DTYPES:
@@ -84,6 +86,12 @@ class Settings:
             raise ManifestError("settings.ode_step_size must be > 0")
         if self.sample_rate is not None and self.sample_rate <= 0:
             raise ManifestError("settings.sample_rate must be > 0")
+        if self.stereo not in STEREO_MODES:
+            raise ManifestError(f"settings.stereo: {self.stereo!r} is not one of {STEREO_MODES}")
+        if self.format == "flac" and self.subtype == "FLOAT":
+            raise ManifestError("settings.subtype: FLOAT cannot be written as flac")
+        if not self.min_chunk_seconds > 0:
+            raise ManifestError("settings.min_chunk_seconds must be > 0")
 
     @property
     def extension(self) -> str:

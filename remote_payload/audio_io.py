@@ -1,0 +1,216 @@
+"""Streamed audio I/O: read in blocks and resample to the model rate; resample back and write.
+
+Nothing here holds a whole file: the reader keeps at most about one chunk (plus a block) of
+resampled audio, the writer keeps only the resampler's state. Finished files appear under
+their final name only when complete (temp name in the same folder, fsync, rename), with a
+``<output>.sha256`` record next to them so a rerun can trust and skip them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+MODEL_RATE = 48_000
+BLOCK = 1 << 16  # frames per disk read
+SHA_SUFFIX = ".sha256"
+
+
+class BadAudio(Exception):
+    """Missing, unreadable, empty or non-audio input."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def probe(path: str) -> AudioInfo:
+    """Read the header; every way an input can be unusable becomes ``BadAudio``."""
+    if not os.path.exists(path):
+        raise BadAudio(f"input not found: {path}")
+    if not os.path.isfile(path):
+        raise BadAudio(f"input is not a file: {path}")
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise BadAudio(f"not a readable audio file: {path} ({exc})") from exc
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise BadAudio(f"audio file has no samples: {path}")
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def model_length(info: AudioInfo) -> int:
+    """Samples at the model rate; the reader pads or trims to exactly this."""
+    return max(1, round(info.frames * MODEL_RATE / info.sample_rate))
+
+
+def read_resampled(info: AudioInfo) -> Iterator[np.ndarray]:
+    """Blocks of (n, channels) float32 at the model rate, exactly ``model_length`` in total."""
+    want = model_length(info)
+    resampler = None
+    if info.sample_rate != MODEL_RATE:
+        resampler = soxr.ResampleStream(info.sample_rate, MODEL_RATE, info.channels,
+                                        dtype="float32")
+    given = 0
+    try:
+        with sf.SoundFile(info.path) as source:
+            while True:
+                block = source.read(BLOCK, dtype="float32", always_2d=True)
+                last = len(block) < BLOCK
+                if resampler is not None:
+                    block = resampler.resample_chunk(block, last=last)
+                block = block[: want - given]
+                given += len(block)
+                if len(block):
+                    yield block
+                if last:
+                    break
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise BadAudio(f"cannot decode {info.path}: {exc}") from exc
+    if given < want:  # a decoder that delivers fewer frames than its header promised
+        yield np.zeros((want - given, info.channels), dtype=np.float32)
+
+
+def read_chunks(info: AudioInfo, spans: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    """Each span ``[start, end)`` (model-rate samples, increasing starts) as (n, C) float32."""
+    blocks = read_resampled(info)
+    buffer = np.zeros((0, info.channels), dtype=np.float32)
+    origin = 0  # absolute index of buffer[0]
+    for k, (start, end) in enumerate(spans):
+        while origin + len(buffer) < end:
+            buffer = np.concatenate([buffer, next(blocks)])
+        yield buffer[start - origin: end - origin].copy()
+        keep_from = spans[k + 1][0] if k + 1 < len(spans) else end
+        buffer = buffer[keep_from - origin:]
+        origin = keep_from
+
+
+def prefetch(items: Iterable, depth: int = 1) -> Iterator:
+    """Run a producer ``depth`` items ahead in a thread (disk + resampling overlap compute)."""
+    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("end", done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            box.put(("error", exc))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
+class StreamWriter:
+    """Resamples model-rate blocks to the output rate and writes them to a temp file."""
+
+    def __init__(self, final_path: str, sample_rate: int, channels: int, frames: int,
+                 file_format: str, subtype: str):
+        self.final_path = final_path
+        self.frames = frames  # exact output length
+        self.channels = channels
+        folder = os.path.dirname(os.path.abspath(final_path))
+        os.makedirs(folder, exist_ok=True)
+        self.tmp_path = os.path.join(folder, f".{os.path.basename(final_path)}.part{os.getpid()}")
+        self._resampler = None
+        if sample_rate != MODEL_RATE:
+            self._resampler = soxr.ResampleStream(MODEL_RATE, sample_rate, channels,
+                                                  dtype="float32")
+        self._written = 0
+        self._file = sf.SoundFile(self.tmp_path, "w", samplerate=sample_rate, channels=channels,
+                                  format=file_format.upper(), subtype=subtype)
+
+    def write(self, block: np.ndarray, last: bool = False) -> None:
+        data = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
+        if self._resampler is not None:
+            data = self._resampler.resample_chunk(data, last=last)
+        data = data[: self.frames - self._written]
+        if len(data):
+            self._file.write(data)
+            self._written += len(data)
+
+    def finish(self) -> str:
+        """Pad to the exact length, close, fsync, rename; returns the sha256 (also recorded)."""
+        if self._resampler is not None:
+            self.write(np.zeros((0, self.channels), np.float32), last=True)
+        if self._written < self.frames:
+            self._file.write(np.zeros((self.frames - self._written, self.channels), np.float32))
+        self._file.close()
+        with open(self.tmp_path, "rb") as written:
+            os.fsync(written.fileno())
+        digest = file_sha256(self.tmp_path)
+        os.replace(self.tmp_path, self.final_path)
+        write_atomic(self.final_path + SHA_SUFFIX, digest + "\n")
+        return digest
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.tmp_path)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def recorded_output(path: str) -> str | None:
+    """The sha256 of a finished output when it exists and matches its record, else None."""
+    try:
+        with open(path + SHA_SUFFIX, encoding="utf-8") as record:
+            wanted = record.read().strip()
+        return wanted if os.path.isfile(path) and file_sha256(path) == wanted else None
+    except (FileNotFoundError, NotADirectoryError):
+        return None

@@ -1,0 +1,222 @@
+"""SAM Audio adapter: one load per process, dtype, a batch of mono chunks -> separated chunks.
+
+Facts this relies on (facebookresearch/sam-audio, see ../shared/DESIGN.md §5): the model
+loads in fp32 and in training mode (we call ``.eval()`` and cast); audio tensors must be
+2-D ``(C, T)`` in the model's dtype at 48 kHz; ``Batch.to(device)`` is needed on CUDA;
+outputs are lists of 1-D tensors up to 1919 samples longer than the input (we trim); the
+noise and the codec's watermark both draw from the global RNG, so we seed it right before
+every ``separate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .manifest import Settings, resolve_model
+
+# Rough activation memory per second of audio per candidate (fp16/bf16). Only a starting
+# guess for the batch size: the OOM back-off corrects it on the first failing batch.
+BYTES_PER_AUDIO_SECOND = 256 * 2**20
+MAX_BATCH = 32
+VRAM_HEADROOM = 0.8
+
+
+class EngineError(Exception):
+    """A failure that stops the whole job (the model cannot be used at all)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class OutOfMemory(Exception):
+    """CUDA ran out of memory in one separate call; caches are already freed."""
+
+
+def batch_seed(seed: int, *parts: Any) -> int:
+    """A 63-bit seed from the job seed and the batch's identity (item, first chunk…)."""
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+class Engine:
+    """Loads SAM Audio lazily (once) and separates batches of equal-length mono chunks."""
+
+    def __init__(self, settings: Settings, warn: Callable[[str], None] | None = None):
+        import torch  # heavy: imported only on the GPU box
+
+        self.torch = torch
+        self.settings = settings
+        self.model_id = resolve_model(settings.model)
+        self.warn = warn or (lambda message: None)
+        self.device = self._pick_device()
+        self.dtype = self._pick_dtype()
+        self.model: Any = None
+        self.processor: Any = None
+
+    # -- device and dtype -------------------------------------------------------------
+    def _pick_device(self) -> str:
+        torch = self.torch
+        wanted = self.settings.device
+        has_cuda = torch.cuda.is_available()
+        if wanted.startswith("cuda") or self.settings.require_gpu:
+            if not has_cuda:
+                raise EngineError("no_gpu", "no CUDA GPU is visible to torch on this host "
+                                  f"(torch {torch.__version__}, built for CUDA "
+                                  f"{torch.version.cuda}); check nvidia-smi and the torch wheel")
+            return wanted if wanted.startswith("cuda") else "cuda"
+        if wanted == "cpu":
+            return "cpu"
+        return "cuda" if has_cuda else "cpu"
+
+    def _pick_dtype(self):
+        torch = self.torch
+        names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+        if self.settings.dtype != "auto":
+            return names[self.settings.dtype]
+        if self.device == "cpu":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    @property
+    def dtype_name(self) -> str:
+        return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(self.dtype), "fp32")
+
+    def describe(self) -> dict[str, Any]:
+        """Fields for the ``hello`` event."""
+        torch = self.torch
+        info: dict[str, Any] = {"device": self.device, "torch": torch.__version__,
+                                "cuda": torch.version.cuda, "gpu_name": None, "vram_free_mb": None}
+        if self.device.startswith("cuda"):
+            info["gpu_name"] = torch.cuda.get_device_name(self.device)
+            info["vram_free_mb"] = self.free_vram() // 2**20
+        return info
+
+    def free_vram(self) -> int:
+        free, _total = self.torch.cuda.mem_get_info(self.device)
+        return int(free)
+
+    # -- load ---------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def load(self) -> dict[str, Any]:
+        """Load model + processor once; returns the ``load`` event fields."""
+        started = time.monotonic()
+        settings = self.settings
+        overrides: dict[str, Any] = {}
+        if settings.rerank <= 1:  # rankers only serve reranking_candidates > 1
+            overrides.update(text_ranker=None, visual_ranker=None)
+        if not settings.predict_spans:
+            overrides["span_predictor"] = None
+        try:
+            from sam_audio import SAMAudio, SAMAudioProcessor
+        except ImportError as exc:
+            raise EngineError("not_provisioned", f"cannot import sam_audio ({exc}); run "
+                              "`remote-sep bootstrap` for this host") from exc
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # library chatter stays out of stdout
+                model = SAMAudio.from_pretrained(self.model_id, **overrides)
+                processor = SAMAudioProcessor.from_pretrained(self.model_id)
+        except Exception as exc:
+            mapped = self._hub_error(exc)
+            if mapped is None:
+                raise
+            raise EngineError(*mapped) from exc
+        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.processor = processor
+        return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
+                "seconds": round(time.monotonic() - started, 3),
+                "components_off": sorted(overrides)}
+
+    def _hub_error(self, exc: Exception) -> tuple[str, str] | None:
+        try:
+            from huggingface_hub.utils import (
+                GatedRepoError,
+                HfHubHTTPError,
+                HFValidationError,
+                RepositoryNotFoundError,
+            )
+        except ImportError:
+            return None
+        page = f"https://huggingface.co/{self.model_id}"
+        if isinstance(exc, GatedRepoError):
+            return "gated", (f"no access to the gated weights of {self.model_id}: request access "
+                             f"on {page} with the Hugging Face account whose token this host uses")
+        if isinstance(exc, RepositoryNotFoundError):
+            return "unknown_model", (f"model {self.model_id!r} not found on the Hub ({page}); "
+                                     "use small, base, large[-tv], a facebook/sam-audio-* id or "
+                                     "a folder with config.json + checkpoint.pt")
+        if isinstance(exc, HFValidationError | FileNotFoundError):
+            return "unknown_model", f"model {self.model_id!r} is neither a Hub id nor a folder"
+        response = getattr(exc, "response", None)
+        if isinstance(exc, HfHubHTTPError) and getattr(response, "status_code", None) == 401:
+            return "auth", (f"the Hugging Face token was refused (401) for {page}; log in again "
+                            "(`remote-sep bootstrap` sends the token)")
+        return None
+
+    # -- separate -----------------------------------------------------------------------
+    def batch_size_for(self, chunk_samples: int) -> int:
+        """Chunks per call: the setting, else what free VRAM holds (1 on CPU)."""
+        if self.settings.batch_size:
+            return self.settings.batch_size
+        if not self.device.startswith("cuda"):
+            return 1
+        seconds = chunk_samples / self.processor.audio_sampling_rate
+        per_chunk = seconds * self.settings.rerank * BYTES_PER_AUDIO_SECOND
+        fits = int(self.free_vram() * VRAM_HEADROOM // max(per_chunk, 1))
+        return max(1, min(MAX_BATCH, fits))
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.processor.audio_sampling_rate)
+
+    def separate(self, signals: list[np.ndarray], descriptions: list[str],
+                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Separate equal-length 1-D model-rate signals; each output trimmed to its input."""
+        torch = self.torch
+        settings = self.settings
+        # (1, T) in the model's dtype: the processor wants 2-D and does no cast
+        audios = [torch.from_numpy(np.ascontiguousarray(sig, dtype=np.float32))
+                  .to(self.dtype).unsqueeze(0) for sig in signals]
+        ode_opt = {"method": settings.ode_method, "options": {"step_size": settings.ode_step_size}}
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                batch = self.processor(descriptions=descriptions, audios=audios).to(self.device)
+                torch.manual_seed(seed)  # noise and the codec watermark both draw from it
+                with torch.inference_mode():
+                    result = self.model.separate(batch, ode_opt=ode_opt,
+                                                 reranking_candidates=settings.rerank,
+                                                 predict_spans=settings.predict_spans)
+                out = []
+                for sig, target, residual in zip(signals, result.target, result.residual,
+                                                 strict=True):
+                    size = len(sig)
+                    out.append((target[:size].float().cpu().numpy(),
+                                residual[:size].float().cpu().numpy()))
+                return out
+        except Exception as exc:
+            if self._is_oom(exc):
+                self.release_memory()
+                raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA OOM") from None
+            raise
+
+    def _is_oom(self, exc: Exception) -> bool:
+        oom_type = getattr(self.torch.cuda, "OutOfMemoryError", ())
+        return isinstance(exc, oom_type) or (
+            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+    def release_memory(self) -> None:
+        gc.collect()
+        if self.device.startswith("cuda"):
+            self.torch.cuda.empty_cache()

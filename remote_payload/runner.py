@@ -1,0 +1,272 @@
+"""Runs a manifest (and optionally a batch inbox) item by item and emits the event stream.
+
+Events (see protocol.py): ``hello`` -> ``load`` (once, when the first output needs the
+model) -> per item and description ``item_start``, ``chunk``…, ``item_done`` (or ``error``)
+-> ``bye``. The exit code is 0 when everything succeeded, else the code of the FIRST error
+kind (``protocol.exit_code_for``). One bad item never stops the others; a failure that makes
+the model unusable (``no_gpu``, ``gated``, ``auth``, ``unknown_model``, ``not_provisioned``)
+ends the job.
+
+Reruns: every finished output has a ``<output>.sha256`` record; an output whose file still
+matches its record is not computed again (``item_done`` with ``skipped: true``).
+
+Batch inbox protocol (``--inbox DIR``), for a worker that keeps its model loaded:
+
+1. The manifest's own items (maybe none) run first; its ``settings`` apply to inbox items.
+2. The laptop drops item files into ``DIR``: one JSON object per file in the format of
+   ``manifest.item_to_json``, named ``<seq>-<id>.json`` and written atomically (temp name
+   starting with ``.`` or not ending in ``.json``, then rename). Names sort in order of
+   processing; files starting with ``.`` or not ending in ``.json`` are ignored.
+3. The worker polls about every 0.2 s, takes the first name by renaming it into
+   ``DIR/../taken/<name>`` (so a restarted worker never takes it again), then runs it.
+   A file that is not a valid item gives an ``error`` event (kind ``bad_config``, item
+   null, ``file`` = its name) and the worker goes on.
+4. The worker exits (``bye``) once ``DIR/CLOSE`` exists and no item file is left in DIR.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from . import audio_io
+from .engine import Engine, EngineError, OutOfMemory
+from .manifest import Item, Manifest, ManifestError, Settings, item_from_json
+from .protocol import (
+    BYE,
+    CHUNK,
+    ERROR,
+    HELLO,
+    ITEM_DONE,
+    ITEM_START,
+    LOAD,
+    WARNING,
+    EventWriter,
+    exit_code_for,
+)
+from .separation import DescJob, ItemSeparation, make_plan, output_paths
+
+PAYLOAD_VERSION = "0.1.0"
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class Tally:
+    first_error: str | None = None
+    items_done: int = 0
+    items_failed: int = 0
+    failed_ids: set[str] = field(default_factory=set)
+
+    def fail(self, kind: str, item: str | None) -> None:
+        self.first_error = self.first_error or kind
+        if item is not None and item not in self.failed_ids:
+            self.failed_ids.add(item)
+            self.items_failed += 1
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.first_error is None else exit_code_for(self.first_error)
+
+
+class Runner:
+    def __init__(self, settings: Settings, base: str, events: EventWriter):
+        self.settings = settings
+        self.base = base
+        self.events = events
+        self.tally = Tally()
+        self.engine: Engine | None = None
+
+    # -- events -------------------------------------------------------------------------
+    def error(self, kind: str, message: str, item: str | None = None,
+              desc: int | None = None, **extra) -> None:
+        self.events.emit(ERROR, item=item, desc=desc, kind=kind, message=message, **extra)
+        self.tally.fail(kind, item)
+
+    def warning(self, message: str, item: str | None = None, code: str | None = None) -> None:
+        self.events.emit(WARNING, item=item, message=message, code=code)
+
+    # -- job ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Pick the device (``no_gpu`` fails here, before any work) and say hello."""
+        self.engine = Engine(self.settings, warn=self.warning)
+        self.events.emit(HELLO, payload_version=PAYLOAD_VERSION, pid=os.getpid(),
+                         python=sys.version.split()[0], **self.engine.describe())
+
+    def ensure_loaded(self) -> None:
+        assert self.engine is not None
+        if not self.engine.loaded:
+            self.events.emit(LOAD, **self.engine.load())
+
+    def run_item(self, item: Item) -> None:
+        """Every description of one item; errors become events, job-fatal ones propagate."""
+        try:
+            item.validate()
+        except ManifestError as exc:
+            self.error("bad_config", str(exc), item=item.id)
+            return
+        todo: list[DescJob] = []
+        for k, (text, prefix) in enumerate(zip(item.descriptions, item.prefixes, strict=True)):
+            paths = output_paths(self.base, prefix, self.settings.extension)
+            if not text or not text.strip():
+                self.error("bad_description", f"description {k} of item {item.id} is empty",
+                           item=item.id, desc=k)
+                continue
+            recorded = {stem: audio_io.recorded_output(p) for stem, p in paths.items()}
+            if all(recorded.values()):
+                self._done(item, DescJob(k, text, paths), recorded, 0.0, skipped=True)
+                continue
+            todo.append(DescJob(k, text, paths))
+        if not todo:
+            return
+        try:
+            source = os.path.join(self.base, item.input)  # absolute inputs stay as they are
+            info = audio_io.probe(source)
+        except audio_io.BadAudio as exc:
+            self.error("bad_audio", str(exc), item=item.id)
+            return
+        self.ensure_loaded()
+        self._separate(item, info, todo)
+
+    def _separate(self, item: Item, info: audio_io.AudioInfo, todo: list[DescJob]) -> None:
+        assert self.engine is not None
+        started = time.monotonic()
+        chunk_s = self.settings.chunk_seconds
+        floor = min(self.settings.min_chunk_seconds, chunk_s)
+        batch = self.engine.batch_size_for(round(chunk_s * audio_io.MODEL_RATE))
+        for job in todo:
+            self.events.emit(ITEM_START, item=item.id, desc=job.index,
+                             description=job.description, input=item.input,
+                             duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
+                             channels=info.channels, batch=batch,
+                             chunks=len(make_plan(info, self.settings, chunk_s)),
+                             chunk_seconds=chunk_s)
+
+        def on_chunk(job: DescJob, total: int) -> None:
+            self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
+                             total=total)
+
+        while True:
+            for job in todo:
+                job.chunks_done = 0
+            run = ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk)
+            try:
+                shas = run.run(chunk_s, batch)
+                break
+            except OutOfMemory as exc:
+                if batch > 1:
+                    batch //= 2
+                    self.warning(f"CUDA out of memory ({exc}); retrying item {item.id} with "
+                                 f"{batch} chunk(s) per batch", item=item.id, code="oom_backoff")
+                    continue
+                if chunk_s / 2 < floor:
+                    self.error("oom", f"CUDA out of memory even with {chunk_s:g} s chunks "
+                               f"(floor {floor:g} s): use a smaller model, fp16/bf16, or a "
+                               "GPU with more free memory", item=item.id)
+                    return
+                chunk_s /= 2
+                self.warning(f"CUDA out of memory ({exc}); retrying item {item.id} with "
+                             f"{chunk_s:g} s chunks", item=item.id, code="oom_backoff")
+            except audio_io.BadAudio as exc:
+                self.error("bad_audio", str(exc), item=item.id)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    self.error("disk_full", f"disk full while writing item {item.id}: {exc}; "
+                               "partial outputs removed", item=item.id)
+                    return
+                raise
+        seconds = time.monotonic() - started
+        for job in todo:
+            self._done(item, job, shas[job.index], seconds, skipped=False)
+
+    def _done(self, item: Item, job: DescJob, shas: dict[str, str], seconds: float,
+              skipped: bool) -> None:
+        outputs = {stem: {"path": path, "sha256": shas[stem], "bytes": os.path.getsize(path)}
+                   for stem, path in job.paths.items()}
+        self.events.emit(ITEM_DONE, item=item.id, desc=job.index, description=job.description,
+                         outputs=outputs, seconds=round(seconds, 3), skipped=skipped)
+
+    def run_items(self, items: list[Item]) -> None:
+        for item in items:
+            try:
+                self.run_item(item)
+            except EngineError:
+                raise
+            except Exception as exc:  # one bad item never stops the others
+                self.error("internal", f"{type(exc).__name__}: {exc}", item=item.id)
+            if item.id not in self.tally.failed_ids:
+                self.tally.items_done += 1
+
+    def run_inbox(self, inbox: str) -> None:
+        """The batch worker loop (protocol in the module docstring)."""
+        taken = os.path.join(os.path.dirname(os.path.abspath(inbox)), "taken")
+        os.makedirs(inbox, exist_ok=True)
+        os.makedirs(taken, exist_ok=True)
+        while True:
+            names = sorted(n for n in os.listdir(inbox)
+                           if n.endswith(".json") and not n.startswith("."))
+            if not names:
+                if os.path.exists(os.path.join(inbox, "CLOSE")):
+                    if not any(n.endswith(".json") and not n.startswith(".")
+                               for n in os.listdir(inbox)):
+                        return
+                    continue
+                time.sleep(POLL_SECONDS)
+                continue
+            claimed = os.path.join(taken, names[0])
+            try:
+                os.rename(os.path.join(inbox, names[0]), claimed)
+            except FileNotFoundError:
+                continue
+            try:
+                with open(claimed, encoding="utf-8") as source:
+                    item = item_from_json(source.read())
+            except (OSError, ManifestError) as exc:
+                self.error("bad_config", f"inbox file {names[0]}: {exc}", file=names[0])
+                continue
+            self.run_items([item])
+
+
+def run_job(manifest_path: str, events_path: str, inbox: str | None = None) -> int:
+    """The whole job; returns the process exit code."""
+    events = EventWriter(events_path, mirror=sys.stdout, start_seq=_next_seq(events_path))
+    runner: Runner | None = None
+    tally = Tally()
+    try:
+        try:
+            with open(manifest_path, encoding="utf-8") as source:
+                manifest = Manifest.from_json(source.read())
+        except (OSError, ManifestError) as exc:
+            events.emit(ERROR, item=None, desc=None, kind="bad_config",
+                        message=f"manifest {manifest_path}: {exc}")
+            tally.fail("bad_config", None)
+            return tally.exit_code
+        base = os.path.dirname(os.path.abspath(manifest_path))
+        runner = Runner(manifest.settings, base, events)
+        tally = runner.tally
+        try:
+            runner.start()
+            runner.run_items(manifest.items)
+            if inbox:
+                runner.run_inbox(inbox)
+        except EngineError as exc:
+            runner.error(exc.kind, exc.message)
+        except KeyboardInterrupt:
+            runner.error("interrupted", "the payload was stopped (signal); partial outputs removed")
+        return tally.exit_code
+    finally:
+        events.emit(BYE, ok=tally.first_error is None, items_done=tally.items_done,
+                    items_failed=tally.items_failed, exit_code=tally.exit_code)
+        events.close()
+
+
+def _next_seq(events_path: str) -> int:
+    """A rerun appends to the same events file: continue its sequence numbers."""
+    try:
+        with open(events_path, "rb") as source:
+            return sum(1 for line in source if line.strip())
+    except FileNotFoundError:
+        return 0

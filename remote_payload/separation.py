@@ -1,0 +1,141 @@
+"""One item through the model: read chunks, batch them, overlap-add, write the stems.
+
+Stereo (the model is mono). ``settings.stereo``:
+
+- ``mid`` (default): the model separates the mid signal (mean of the channels, what the real
+  processor would make of a stereo tensor anyway). The target is that mono estimate on every
+  channel; the residual of channel c is the model's residual plus ``x_c - mid`` (the side
+  information the model never saw). So ``target + residual`` reconstructs the input exactly
+  wherever the model's own ``target + residual`` equals its input, and nothing is lost.
+  One model pass per chunk: the cost of a mono file.
+- ``channels``: every channel is separated on its own (more passes, keeps a panned source in
+  place in the target). Both are exact to the sample in length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import audio_io
+from .chunking import Chunk, OverlapAdd, plan_chunks
+from .engine import Engine, batch_seed
+from .manifest import Item, Settings
+
+
+@dataclass
+class DescJob:
+    """One (item, description): its outputs and streaming state."""
+
+    index: int
+    description: str
+    paths: dict[str, str]  # "target"/"residual" -> final path
+    adders: dict[str, OverlapAdd] = field(default_factory=dict)
+    writers: dict[str, audio_io.StreamWriter] = field(default_factory=dict)
+    chunks_done: int = 0
+
+
+def make_plan(info: audio_io.AudioInfo, settings: Settings, chunk_seconds: float) -> list[Chunk]:
+    """The chunk plan at the model rate; the overlap never exceeds half a (halved) chunk."""
+    rate = audio_io.MODEL_RATE
+    chunk = max(1, round(chunk_seconds * rate))
+    overlap = min(round(settings.overlap_seconds * rate), chunk // 2)
+    return plan_chunks(audio_io.model_length(info), chunk, overlap)
+
+
+def output_paths(base: str, prefix: str, extension: str) -> dict[str, str]:
+    root = prefix if os.path.isabs(prefix) else os.path.join(base, prefix)
+    return {stem: f"{root}_{stem}.{extension}" for stem in ("target", "residual")}
+
+
+class ItemSeparation:
+    """Runs the chunk plan of one item for several descriptions in one read of the input."""
+
+    def __init__(self, engine: Engine, settings: Settings, item: Item, info: audio_io.AudioInfo,
+                 jobs: list[DescJob], on_chunk: Callable[[DescJob, int], None]):
+        self.engine = engine
+        self.settings = settings
+        self.item = item
+        self.info = info
+        self.jobs = jobs
+        self.on_chunk = on_chunk
+        self.lanes = info.channels if settings.stereo == "channels" else 1
+
+    def run(self, chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
+        """Separate and write everything; returns {desc index: {stem: sha256}}."""
+        plan = make_plan(self.info, self.settings, chunk_seconds)
+        self.total_chunks = len(plan)
+        out_rate = self.settings.sample_rate or self.info.sample_rate
+        out_frames = (self.info.frames if out_rate == self.info.sample_rate
+                      else max(1, round(self.info.frames * out_rate / self.info.sample_rate)))
+        try:
+            for job in self.jobs:
+                for stem, path in job.paths.items():
+                    job.adders[stem] = OverlapAdd(plan, self.info.channels)
+                    job.writers[stem] = audio_io.StreamWriter(
+                        path, out_rate, self.info.channels, out_frames, self.settings.format,
+                        self.settings.subtype)
+            self._stream(plan, batch_size)
+            return {job.index: {stem: w.finish() for stem, w in job.writers.items()}
+                    for job in self.jobs}
+        finally:
+            for job in self.jobs:
+                for writer in job.writers.values():
+                    writer.abort()  # no-op for finished ones (their temp name is gone)
+
+    def _stream(self, plan, batch_size: int) -> None:
+        spans = [(c.start, c.end) for c in plan]
+        inputs: dict[int, np.ndarray] = {}
+        results: dict[tuple[int, int], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        pending: list[tuple[int, int, int]] = []  # (chunk, job position, lane)
+        next_chunk = 0  # next chunk index to hand to the overlap-add
+
+        def flush(entries: list[tuple[int, int, int]]) -> None:
+            nonlocal next_chunk
+            signals = [self._lane(inputs[c], lane) for c, _, lane in entries]
+            descs = [self.jobs[j].description for _, j, _ in entries]
+            first = entries[0]
+            seed = batch_seed(self.settings.seed, self.item.id, *first, len(entries))
+            for (c, j, lane), pair in zip(entries, self.engine.separate(signals, descs, seed),
+                                          strict=True):
+                results.setdefault((c, j), {})[lane] = pair
+            while next_chunk in inputs and all(
+                    len(results.get((next_chunk, j), {})) == self.lanes
+                    for j in range(len(self.jobs))):
+                self._emit_chunk(next_chunk, inputs.pop(next_chunk), results)
+                next_chunk += 1
+
+        chunks = audio_io.prefetch(audio_io.read_chunks(self.info, spans), depth=2)
+        for index, data in enumerate(chunks):
+            inputs[index] = data
+            pending.extend((index, j, lane) for j in range(len(self.jobs))
+                           for lane in range(self.lanes))
+            while len(pending) >= batch_size:
+                flush(pending[:batch_size])
+                del pending[:batch_size]
+        if pending:
+            flush(pending)
+
+    def _lane(self, data: np.ndarray, lane: int) -> np.ndarray:
+        return data[:, lane] if self.settings.stereo == "channels" else data.mean(axis=1)
+
+    def _emit_chunk(self, index: int, data: np.ndarray, results) -> None:
+        for position, job in enumerate(self.jobs):
+            lanes = results.pop((index, position))
+            if self.settings.stereo == "channels":
+                target = np.stack([lanes[c][0] for c in range(self.lanes)], axis=1)
+                residual = np.stack([lanes[c][1] for c in range(self.lanes)], axis=1)
+            else:
+                mono_target, mono_residual = lanes[0]
+                side = data - data.mean(axis=1, keepdims=True)  # zero for mono input
+                target = np.repeat(mono_target[:, None], data.shape[1], axis=1)
+                residual = mono_residual[:, None] + side
+            for stem, stems in (("target", target), ("residual", residual)):
+                done = job.adders[stem].add(index, stems)
+                if len(done):
+                    job.writers[stem].write(done)
+            job.chunks_done += 1
+            self.on_chunk(job, self.total_chunks)
