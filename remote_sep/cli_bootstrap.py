@@ -1,0 +1,121 @@
+"""`remote-sep bootstrap NAME`: turn a fresh GPU host into a ready one (thin command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+import typer
+
+from remote_sep.cli_common import HostsOption, JsonOption, YesOption, err_console, run_command
+from remote_sep.provision.token import find_local_token, prompt_token
+
+NameArg = Annotated[str, typer.Argument(help="Host profile name (or an ssh_config alias).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bootstrap")(bootstrap)
+
+
+def log_path(name: str) -> Path:
+    """Local bootstrap log (events only, never a secret), next to the job records."""
+    state = os.environ.get("REMOTE_SEP_STATE_DIR") or platformdirs.user_state_dir("remote-sep")
+    return Path(state) / "logs" / f"bootstrap-{name}.log"
+
+
+def bootstrap(
+    name: NameArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+    = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="SAM Audio model to check access to (small, base, large, *-tv).")] = None,
+    cpu: Annotated[bool, typer.Option(
+        "--cpu", help="No NVIDIA GPU: install CPU wheels (separation is very slow).")] = False,
+    prefetch: Annotated[bool, typer.Option(
+        "--prefetch", help="Also download the weights into the host's HF cache.")] = False,
+    yes: YesOption = False,
+    hosts: HostsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Install a venv with CUDA-matched torch, sam_audio and pinned HF deps on NAME, write the
+    Hugging Face token there and check access to the gated model. Rerun-safe: a provisioned
+    host is recognised in one round trip, an interrupted bootstrap resumes."""
+    run_command("bootstrap", as_json, lambda: _core(name, dry_run, model, cpu, prefetch, yes,
+                                                    hosts, as_json))
+
+
+def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool, yes: bool,
+          hosts: Path | None, as_json: bool) -> dict[str, Any]:
+    from remote_sep import profiles
+    from remote_sep.provision.apply import bootstrap as run_bootstrap
+    from remote_sep.remote import connect
+
+    profile = profiles.get_profile(name, hosts)
+    log = log_path(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+
+    def report(event: dict[str, Any]) -> None:
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event) + "\n")
+        if not as_json or dry_run:
+            for line in render(event):
+                err_console.print(line, markup=False, soft_wrap=True)
+
+    def token_source() -> str | None:
+        token, _ = find_local_token()
+        return token or (prompt_token() if sys.stdin.isatty() else None)
+
+    def confirm(plan: Any) -> bool:
+        if yes or not sys.stdin.isatty():
+            return True
+        return typer.confirm(f"Install the plan above on {profile.describe()}?", default=True,
+                             err=True)
+
+    with connect(profile) as host:
+        result = run_bootstrap(host, profile, model=model, cpu=cpu, prefetch=prefetch,
+                               dry_run=dry_run, token_source=token_source, report=report,
+                               confirm=confirm)
+    if not as_json:
+        if dry_run:
+            err_console.print("dry run: nothing was changed", markup=False)
+        elif result.up_to_date and not prefetch:
+            err_console.print(f"{name} is provisioned (plan {result.plan_hash[:12]}); "
+                              "nothing to do", markup=False)
+        else:
+            err_console.print(f"{name} is ready (plan {result.plan_hash[:12]})", markup=False)
+    return {"host": result.host, "plan_hash": result.plan_hash, "up_to_date": result.up_to_date,
+            "dry_run": result.dry_run, "facts": result.facts, "torch": result.torch,
+            "model": result.model, "steps": result.steps, "warnings": result.warnings}
+
+
+def render(event: dict[str, Any]) -> list[str]:
+    """Human lines for one bootstrap event."""
+    kind = event.get("event")
+    if kind == "inspect":
+        gpu = (f"{event['gpu']} (sm {event['compute_cap']}, driver {event['driver']}, CUDA "
+               f"{event['cuda']}, {event['vram_used_mb']}/{event['vram_total_mb']} MiB used)"
+               if event.get("gpu") else "no NVIDIA GPU")
+        disk = event.get("disk_free_gb")
+        return [f"host: {event.get('os') or '?'}; python {event.get('python') or 'none >= 3.11'}",
+                f"  gpu: {gpu}",
+                f"  base {event.get('base')}: {disk if disk is not None else '?'} GB free"]
+    if kind == "torch_choice":
+        index = event.get("index") or "pip's default index"
+        return [f"torch: {' '.join(event['packages'])} from {index}", f"  why: {event['why']}"]
+    if kind == "warning":
+        return [f"warning: {event['message']}"]
+    if kind == "plan_step":
+        return [f"[{event['status']}] {event['step']}: {event['title']}",
+                f"    {event['command']}"]
+    if kind == "step_start":
+        return [f"-> {event['title']} ..."]
+    if kind == "step_done":
+        mark = "ok" if event["status"] == "done" else "skip"
+        return [f"   {mark}: {event['step']} ({event['detail']})"]
+    if kind == "up_to_date":
+        return ["stamp matches the plan: already provisioned"]
+    return []

@@ -1,0 +1,259 @@
+"""The bootstrap plan: host facts + profile -> ordered steps and a stamp hash. Pure, no I/O.
+
+Every install step carries a `key`: a hash of its own commands chained with the keys before
+it, so a changed plan re-runs the first changed step and everything after it, and a host
+whose stamp records a step's key skips it (that is what makes a failed bootstrap resumable).
+`plan_hash` covers the whole install (python, index, torch spec, sam_audio spec, pins,
+payload deps, pip args); the token, the gated check and prefetch are not part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+
+from remote_sep.errors import ConfigError, RemoteSepError
+from remote_sep.profile_model import HostProfile
+from remote_sep.provision.inspect import HostFacts
+from remote_sep.provision.torch_index import TorchChoice, choose_torch
+
+STAMP_VERSION = 1
+SAM_AUDIO_COMMIT = "68b48d48fff1ad776d3afefbe634eb5f5d60ba7b"
+DEFAULT_SAM_AUDIO_SPEC = (
+    f"sam_audio @ git+https://github.com/facebookresearch/sam-audio.git@{SAM_AUDIO_COMMIT}"
+)
+# huggingface_hub >= 1 breaks SAMAudio.from_pretrained; transformers 5 needs hub >= 1.
+DEFAULT_PINS = ("huggingface_hub<1", "transformers<5")
+PAYLOAD_DEPS = ("numpy", "soundfile", "soxr")
+MODELS = ("small", "base", "large", "small-tv", "base-tv", "large-tv")
+DEFAULT_MODEL = "large"
+
+
+def venv_dir(base: str) -> str:
+    return base.rstrip("/") + "/venv"
+
+
+def venv_python(profile_base: str) -> str:
+    """The interpreter bootstrap installs under a base path (absolute or '~/…')."""
+    return venv_dir(profile_base) + "/bin/python"
+
+
+def stamp_path(base: str) -> str:
+    return venv_dir(base) + "/remote-sep-stamp.json"
+
+
+def model_repo(model: str | None) -> str:
+    """'large' -> 'facebook/sam-audio-large'; a full repo id is kept as written."""
+    name = (model or DEFAULT_MODEL).strip()
+    if "/" in name:
+        return name
+    if name not in MODELS:
+        raise RemoteSepError(
+            f"unknown model {name!r}", hint=f"one of: {', '.join(MODELS)} (or a repo id)",
+            kind="unknown_model",
+        )
+    return f"facebook/sam-audio-{name}"
+
+
+def check_sam_audio_spec(spec: str) -> str:
+    """Refuse the PyPI `sam-audio` placeholder (an empty package shadowing the import)."""
+    text = spec.strip()
+    name = text.split("@", 1)[0].split("[", 1)[0]
+    for op in ("==", ">=", "<=", "~=", "!=", ">", "<"):
+        name = name.split(op, 1)[0]
+    is_sam_name = name.strip().lower().replace("_", "-") == "sam-audio"
+    from_pypi = "@" not in text and "/" not in text
+    if not text or (is_sam_name and from_pypi):
+        raise ConfigError(
+            f"sam_audio_spec {spec!r} would install the empty PyPI placeholder `sam-audio`",
+            hint=f"use the git spec (default: {DEFAULT_SAM_AUDIO_SPEC}) or a local path",
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class FactsUsed:
+    """The host facts the install depends on; stored in the stamp so a later check
+    (ensure_provisioned) can recompute the hash from the profile without re-inspecting."""
+
+    base: str
+    python: str
+    cuda: tuple[int, int] | None
+    cc: tuple[int, int] | None
+    cpu: bool
+
+    @classmethod
+    def from_facts(cls, facts: HostFacts, cpu: bool) -> FactsUsed:
+        cc = facts.gpus[0].compute_cap if facts.gpus else None
+        if facts.python is None:
+            raise RemoteSepError(
+                "no Python >= 3.11 found on the host"
+                + (f" (found: {', '.join(f'{p} {v[0]}.{v[1]}' for p, v in facts.pythons)})"
+                   if facts.pythons else ""),
+                hint="install python3.11 (e.g. apt-get install python3.11 python3.11-venv) "
+                "or set `python:` in the host profile",
+                kind="not_provisioned",
+            )
+        return cls(facts.base, facts.python, None if cpu else facts.cuda, None if cpu else cc, cpu)
+
+    @classmethod
+    def from_json(cls, data: dict) -> FactsUsed:
+        def pair(v: object) -> tuple[int, int] | None:
+            return (int(v[0]), int(v[1])) if isinstance(v, list) and len(v) == 2 else None
+
+        return cls(str(data["base"]), str(data["python"]), pair(data.get("cuda")),
+                   pair(data.get("cc")), bool(data.get("cpu")))
+
+
+@dataclass
+class Step:
+    name: str
+    title: str
+    kind: str  # "run" (a remote shell script) | "token" | "gated" | "prefetch"
+    script: str = ""  # for "run": the remote script, every value quoted
+    display: str = ""  # what --dry-run prints (never a secret)
+    key: str = ""  # chained hash; empty for steps not recorded in the stamp
+
+
+@dataclass
+class Plan:
+    facts_used: FactsUsed
+    torch: TorchChoice
+    model_repo: str
+    inputs: dict
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blockers: list[RemoteSepError] = field(default_factory=list)  # stop before any change
+
+    @property
+    def plan_hash(self) -> str:
+        return digest(self.inputs)
+
+    @property
+    def install_steps(self) -> list[Step]:
+        return [s for s in self.steps if s.key]
+
+
+def digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoice]:
+    """Everything the install depends on, as plain data: what the stamp hash covers."""
+    choice = choose_torch(used.cuda, used.cc, cpu=used.cpu, index_override=profile.torch_index,
+                          spec_override=profile.torch_spec)
+    inputs = {
+        "v": STAMP_VERSION,
+        "facts": asdict(used),
+        "index": choice.index_url,
+        "torch": list(choice.torch_packages),
+        "sam_audio": check_sam_audio_spec(profile.sam_audio_spec or DEFAULT_SAM_AUDIO_SPEC),
+        "pins": list(DEFAULT_PINS if profile.pins is None else profile.pins),
+        "payload_deps": list(PAYLOAD_DEPS),
+        "pip_args": list(profile.pip_args),
+    }
+    return inputs, choice
+
+
+def _pip(venv_py: str, args: list[str], packages: list[str]) -> str:
+    return shlex.join([venv_py, "-m", "pip", "install", "--disable-pip-version-check",
+                       *args, *packages])
+
+
+def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = None,
+               cpu: bool = False, prefetch: bool = False) -> Plan:
+    """The ordered steps for this host and profile (no remote access)."""
+    used = FactsUsed.from_facts(facts, cpu)
+    inputs, choice = plan_inputs(used, profile)
+    plan = Plan(used, choice, model_repo(model or profile.model), inputs)
+    if not cpu and not facts.has_nvidia_smi:
+        plan.blockers.append(RemoteSepError(
+            "no NVIDIA GPU found on the host (nvidia-smi is not on PATH)",
+            hint="install the NVIDIA driver, or rerun with --cpu to install CPU wheels "
+            "(separation on CPU is very slow)", kind="no_gpu"))
+    elif not cpu and facts.cuda is None:
+        plan.blockers.append(RemoteSepError(
+            "nvidia-smi did not report a CUDA version (is the driver loaded?)",
+            hint="run nvidia-smi on the host; rerun with --cpu to skip the GPU", kind="no_gpu"))
+    if cpu:
+        plan.warnings.append("--cpu: installing CPU wheels; separation will be very slow")
+    if facts.low_disk():
+        plan.warnings.append(f"only {facts.disk_free_gb:.1f} GB free under {facts.base}: "
+                             "weights and cache need about 20 GB")
+    _add_install_steps(plan, facts, profile)
+    plan.steps.append(Step("token", "Hugging Face token -> $HF_HOME/token (0600)", "token",
+                           display=f"write <HF token redacted> to {facts.hf_home}/token "
+                           "(mode 0600, dir 0700, over SFTP)"))
+    plan.steps.append(Step("gated", f"access check for {plan.model_repo}", "gated",
+                           display=f"{venv_python(facts.base)} -c <hub auth_check "
+                           f"{plan.model_repo}> (token on stdin)"))
+    if prefetch:
+        plan.steps.append(Step("prefetch", f"download {plan.model_repo} weights", "prefetch",
+                               display=f"{venv_python(facts.base)} -c <snapshot_download "
+                               f"{plan.model_repo}> (token on stdin)"))
+    return plan
+
+
+def _add_install_steps(plan: Plan, facts: HostFacts, profile: HostProfile) -> None:
+    venv = venv_dir(facts.base)
+    py = venv_python(facts.base)
+    extra = list(profile.pip_args)
+    choice = plan.torch
+    index_args = ["--index-url", choice.index_url] if choice.index_url else []
+    ffmpeg = _ffmpeg_step(plan, facts, profile)
+    if ffmpeg:  # a system step: decided by the facts each run, so not in the stamp chain
+        plan.steps.append(Step(ffmpeg[0], ffmpeg[1], "run", script=ffmpeg[2], display=ffmpeg[2]))
+    steps: list[tuple[str, str, str]] = []
+    steps.append(("venv", f"create the venv with {plan.facts_used.python}",
+                  # --clear: a half-made venv from an interrupted run is rebuilt, not reused
+                  shlex.join([plan.facts_used.python, "-m", "venv", "--clear", venv])))
+    steps.append(("torch", f"install {' '.join(choice.torch_packages)} ({choice.tag})",
+                  _pip(py, index_args + extra, list(choice.torch_packages))))
+    # sam_audio and the pins resolve together (so its deps never pull huggingface_hub >= 1);
+    # the torch family is repeated so pip keeps the CUDA build installed above.
+    torch_pins = [p for p in choice.torch_packages if "==" in p]
+    steps.append(("sam_audio", "install sam_audio + pins " + " ".join(plan.inputs["pins"]),
+                  _pip(py, extra, [plan.inputs["sam_audio"], *plan.inputs["pins"], *torch_pins])))
+    steps.append(("payload_deps", "install the payload's deps " + " ".join(PAYLOAD_DEPS),
+                  _pip(py, extra, list(PAYLOAD_DEPS))))
+    steps.append(("verify", "verify imports: torch, CUDA, sam_audio",
+                  shlex.join([py, "-c", _verify_snippet(plan.facts_used.cpu)])))
+    chain = ""
+    for name, title, script in steps:
+        chain = digest([chain, name, script])
+        plan.steps.append(Step(name, title, "run", script=script, display=script, key=chain))
+
+
+def _ffmpeg_step(plan: Plan, facts: HostFacts, profile: HostProfile) -> tuple[str, str, str] | None:
+    """torchcodec loads FFmpeg 4-7 shared libraries; check, install with apt if allowed."""
+    major = facts.ffmpeg_major
+    if not plan.torch.with_torchcodec or (facts.has_ffmpeg_libs and major is not None
+                                          and major < 8):
+        return None
+    problem = ("FFmpeg shared libraries not found" if not facts.has_ffmpeg_libs
+               else f"FFmpeg {major} found; torchcodec needs FFmpeg 4-7")
+    if profile.allow_sudo and facts.has_apt:
+        sudo = "" if facts.is_root else "sudo -n "
+        script = (f"{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                  f"{sudo}apt-get install -y -qq ffmpeg")
+        plan.warnings.append(f"{problem}: installing ffmpeg with apt")
+        return ("ffmpeg", "install FFmpeg shared libraries (apt)", script)
+    plan.blockers.append(RemoteSepError(
+        f"{problem} on the host (torchcodec, which sam_audio imports, loads them)",
+        hint="on the host run `sudo apt-get install -y ffmpeg` (Debian/Ubuntu; any FFmpeg 4-7 "
+        "with its shared libraries, e.g. libavutil57), or set `allow_sudo: true` in the host "
+        "profile to let bootstrap do it", kind="not_provisioned"))
+    return None
+
+
+def _verify_snippet(cpu: bool) -> str:
+    # Prints one JSON line; with a GPU plan, a torch without CUDA is a failure.
+    return (
+        "import json, sys, torch, sam_audio\n"
+        "ok = torch.cuda.is_available()\n"
+        "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, "
+        "'cuda_available': ok}))\n"
+        f"sys.exit(0 if ok or {cpu!r} else 3)\n"
+    )
