@@ -26,6 +26,9 @@ cli_hosts.register(app)
 from remote_sep import cli_separate  # noqa: E402
 
 cli_separate.register(app)
+from remote_sep import cli_bootstrap  # noqa: E402
+
+cli_bootstrap.register(app)
 
 
 def main() -> None:
