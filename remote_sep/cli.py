@@ -29,6 +29,9 @@ cli_separate.register(app)
 from remote_sep import cli_bootstrap  # noqa: E402
 
 cli_bootstrap.register(app)
+from remote_sep import cli_batch  # noqa: E402
+
+cli_batch.register(app)
 
 
 def main() -> None:

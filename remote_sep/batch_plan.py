@@ -1,0 +1,207 @@
+"""What a batch has to do: inputs (files, folders, globs, a YAML manifest) x descriptions
+-> work units, each with its local output paths. Pure planning: no SSH, no threads.
+
+A *unit* is one input file with one description: the smallest thing the fleet hands to a
+host, so that a fast host takes more and a failure costs one description, not a whole file.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from remote_sep.errors import BadAudio, ConfigError
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
+)
+ROLES = ("target", "residual")
+DEFAULT_TEMPLATE = "{stem}_{desc}_{role}.{ext}"  # the seed's <prefix>_target naming
+TEMPLATE_FIELDS = frozenset({"stem", "desc", "role", "ext", "parent", "index", "description"})
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One input x one description, with where its two outputs land locally."""
+
+    key: str  # stable across runs: input path + description (the resume state's key)
+    index: int  # position in the batch (display order, remote item ids)
+    input: Path
+    description: str
+    outputs: dict[str, Path]  # role -> local output path
+
+    @property
+    def label(self) -> str:
+        return f"{self.input.name} [{self.description}]"
+
+
+@dataclass
+class BatchPlan:
+    units: list[Unit] = field(default_factory=list)
+    out_dir: Path = Path(".")
+    extension: str = "wav"
+
+
+def slug(text: str) -> str:
+    """A description as a file-name part: 'Female vocals!' -> 'female-vocals'."""
+    cleaned = re.sub(r"[^\w]+", "-", text.strip().lower(), flags=re.UNICODE).strip("-_")
+    return cleaned[:60] or "desc"
+
+
+def expand_inputs(specs: list[str], base: Path | None = None) -> list[Path]:
+    """Files, folders (recursive, audio extensions only) and globs -> sorted unique files."""
+    found: dict[Path, None] = {}
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in AUDIO_EXTENSIONS:
+                    found.setdefault(child.resolve(), None)
+        elif path.is_file():
+            found.setdefault(path.resolve(), None)
+        elif glob.has_magic(str(path)):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                raise BadAudio(f"{spec}: the pattern matches no file")
+            for match in files:
+                found.setdefault(match.resolve(), None)
+        else:
+            raise BadAudio(f"{spec}: no such file or folder")
+    return list(found)
+
+
+def check_template(template: str) -> None:
+    """Refuse unknown fields up front (a typo would otherwise fail after uploads)."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ConfigError(f"--name-template {template!r}: {exc}") from exc
+    unknown = names - TEMPLATE_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"--name-template {template!r}: unknown field(s) {sorted(unknown)}",
+            hint=f"fields: {', '.join(sorted(TEMPLATE_FIELDS))}",
+        )
+    if "role" not in names:
+        raise ConfigError(f"--name-template {template!r} needs {{role}} (target/residual)")
+
+
+def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
+    """A batch YAML: ``items: [{input: a.wav, descriptions: [vocals, drums]}, …]``.
+
+    ``input`` may be a file, a folder or a glob (relative to the YAML's folder);
+    ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``.
+    """
+    try:
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the batch manifest ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw_items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(raw_items, list):
+        raise ConfigError(f"{path}: needs a top-level 'items:' list")
+    entries: list[tuple[str, list[str]]] = []
+    for i, raw in enumerate(raw_items):
+        where = f"{path}: items[{i}]"
+        if isinstance(raw, str):
+            raw = {"input": raw}
+        if not isinstance(raw, dict) or not isinstance(raw.get("input"), str):
+            raise ConfigError(f"{where}: needs 'input: <file, folder or glob>'")
+        unknown = set(raw) - {"input", "descriptions", "desc"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+        descs = raw.get("descriptions", raw.get("desc", []))
+        if isinstance(descs, str):
+            descs = [descs]
+        if not isinstance(descs, list) or not all(isinstance(d, str) for d in descs):
+            raise ConfigError(f"{where}: 'descriptions' must be a list of strings")
+        entries.append((str(path.parent / raw["input"]), descs))
+    return entries
+
+
+def plan_batch(
+    inputs: list[str],
+    descriptions: list[str],
+    out_dir: Path,
+    *,
+    template: str = DEFAULT_TEMPLATE,
+    extension: str = "wav",
+    manifest: Path | None = None,
+) -> BatchPlan:
+    """Expand inputs and descriptions into units with their output paths."""
+    check_template(template)
+    for desc in descriptions:
+        if not desc.strip():
+            raise ConfigError("--desc must not be empty", kind="bad_description")
+    entries: list[tuple[list[Path], list[str]]] = []
+    if inputs:
+        if not descriptions:
+            raise ConfigError("give at least one --desc (or descriptions in --manifest)")
+        entries.append((expand_inputs(inputs), list(descriptions)))
+    if manifest is not None:
+        for spec, descs in load_manifest(manifest):
+            descs = descs or list(descriptions)
+            if not descs:
+                raise ConfigError(f"{manifest}: {spec} has no descriptions and no --desc given")
+            entries.append((expand_inputs([spec]), descs))
+    if not entries:
+        raise ConfigError("nothing to do: give INPUTS or --manifest")
+    plan = BatchPlan(out_dir=out_dir, extension=extension)
+    taken: dict[Path, str] = {}
+    seen: set[str] = set()
+    for files, descs in entries:
+        for file in files:
+            for desc in descs:
+                if not desc.strip():
+                    raise ConfigError(f"{file}: empty description", kind="bad_description")
+                key = f"{file}\n{desc}"
+                if key in seen:
+                    continue
+                seen.add(key)
+                unit = _make_unit(len(plan.units), file, desc, out_dir, template, extension)
+                for path in unit.outputs.values():
+                    if path in taken:
+                        raise ConfigError(
+                            f"{unit.label} and {taken[path]} would both write {path}",
+                            hint="use {parent} or {index} in --name-template",
+                        )
+                    taken[path] = unit.label
+                plan.units.append(unit)
+    if not plan.units:
+        raise BadAudio("the inputs hold no audio file")
+    return plan
+
+
+def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str) -> Unit:
+    outputs = {}
+    for role in ROLES:
+        name = template.format(stem=file.stem, desc=slug(desc), role=role, ext=ext,
+                               parent=file.parent.name, index=index, description=desc)
+        path = (out_dir / name).resolve()
+        if out_dir.resolve() not in path.parents:
+            raise ConfigError(f"--name-template puts {name!r} outside the output folder")
+        outputs[role] = path
+    return Unit(key=f"{file}\n{desc}", index=index, input=file, description=desc, outputs=outputs)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def relative_to(path: Path, base: Path) -> str:
+    return os.path.relpath(path, base)

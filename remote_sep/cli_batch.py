@@ -1,0 +1,125 @@
+"""`remote-sep batch`: many files x many descriptions over many hosts (thin command)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from remote_payload.manifest import FORMATS, resolve_model
+from remote_payload.protocol import exit_code_for
+from remote_sep import profiles
+from remote_sep.batch_plan import DEFAULT_TEMPLATE, plan_batch
+from remote_sep.batch_view import LiveView, render_failures
+from remote_sep.cli_common import JsonOption, envelope, err_console, run_command
+from remote_sep.errors import ConfigError
+from remote_sep.fleet import BatchReport, run_batch
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch")(batch)
+
+
+def batch(
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Audio files, folders (searched recursively) or glob patterns.")] = None,
+    desc: Annotated[list[str] | None, typer.Option(
+        "--desc", "-d", help="What to separate (repeat for several).")] = None,
+    host_names: Annotated[str, typer.Option(
+        "--hosts", "--host", help="Comma-separated host profile names, e.g. gpu1,gpu2.")
+    ] = "local",
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Output folder.")] = Path("."),
+    name_template: Annotated[str, typer.Option(
+        "--name-template",
+        help="Output names; fields {stem} {desc} {role} {ext} {parent} {index} {description}.")
+    ] = DEFAULT_TEMPLATE,
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="YAML: items: [{input: FILE|DIR|GLOB, descriptions: [...]}]")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="small|base|large or a Hub id.")
+                     ] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="auto|bf16|fp16|fp32")] = None,
+    chunk_seconds: Annotated[float | None, typer.Option("--chunk-seconds")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="wav|flac")] = "wav",
+    force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
+    hosts_file: Annotated[Path | None, typer.Option(
+        "--hosts-file", envvar="REMOTE_SEP_HOSTS",
+        help="hosts.yaml to use (default: the user config dir's remote-sep/hosts.yaml).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Separate many files with many descriptions on a fleet of hosts.
+
+    Each host runs one worker that loads the model once; hosts pull units from one shared
+    queue; a lost host's units go to the others. Rerunning skips units whose outputs exist
+    with the right content (--force redoes them). Ctrl-C once: finish running units and
+    stop; twice: detach (rerun the same command to resume).
+    """
+    command_line = _resume_command()
+
+    def action() -> dict[str, Any] | None:
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        settings: dict[str, Any] = {"format": fmt}
+        for key, value in (("model", model and resolve_model(model)), ("dtype", dtype),
+                           ("chunk_seconds", chunk_seconds), ("seed", seed)):
+            if value is not None:
+                settings[key] = value
+        plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
+                          template=name_template, extension=FORMATS[fmt][0], manifest=manifest)
+        names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
+        if not names:
+            raise ConfigError("--hosts needs at least one host name")
+        fleet = [profiles.get_profile(name, hosts_file) for name in names]
+        from remote_sep.remote import connect  # the SSH stack only when a batch really runs
+
+        with LiveView(err_console, enabled=not as_json and err_console.is_terminal) as view:
+            report = run_batch(plan, fleet, settings, connect=connect, force=force,
+                               on_tick=view.tick)
+        _finish(report, as_json, command_line)
+        return None
+
+    run_command("batch", as_json, action)
+
+
+def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
+    """Print the per-unit results (JSON) or a summary; exit by the worst outcome."""
+    kind = None
+    if report.detached or any(i["status"] in ("queued", "running") for i in report.items):
+        kind = "interrupted"
+    elif report.failed:
+        kind = "partial"
+    if as_json:
+        body = envelope("batch", kind is None, result={
+            "items": report.items, "counts": report.counts, "loads": report.loads,
+            "state_file": report.state_file})
+        if kind:
+            body["exit_code"] = exit_code_for(kind)
+            body["error"] = {"kind": kind, "message": _summary(report), "hint": None}
+        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
+    else:
+        table = render_failures(report)
+        if table is not None:
+            err_console.print(table)
+        err_console.print(_summary(report), markup=False)
+        if kind == "interrupted":
+            err_console.print(f"detached; the remote workers finish what they hold. "
+                              f"Resume with:\n  {command_line}", markup=False, soft_wrap=True)
+    # Exit here in every case: run_command must not print a second JSON envelope.
+    raise typer.Exit(exit_code_for(kind) if kind else 0)
+
+
+def _summary(report: BatchReport) -> str:
+    counts = report.counts
+    return (f"{counts.get('done', 0)} done, {counts.get('skipped', 0)} already done, "
+            f"{counts.get('failed', 0)} failed, "
+            f"{counts.get('queued', 0) + counts.get('running', 0)} not run")
+
+
+def _resume_command() -> str:
+    return shlex.join(["remote-sep", *sys.argv[1:]])
+

@@ -1,0 +1,146 @@
+"""A batch over a fleet: plan -> skip what is done (resume) -> one HostWorker thread per
+host pulling from one shared WorkQueue -> a report with one result per unit.
+
+Ctrl-C: the first press drains (no new units; running ones finish and are pulled), the
+second detaches at once (remote workers run on; rerunning the batch resumes).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from remote_sep.batch_plan import BatchPlan, Unit, sha256_file
+from remote_sep.batch_queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
+from remote_sep.batch_state import BatchState, unit_fingerprint
+from remote_sep.host_worker import HostWorker, WorkerOptions
+from remote_sep.profile_model import HostProfile
+
+
+@dataclass
+class BatchRun:
+    """Live state the view reads (never acts on)."""
+
+    plan: BatchPlan
+    queue: WorkQueue
+    workers: list[HostWorker]
+    interrupts: int = 0
+    started: float = 0.0
+
+    @property
+    def draining(self) -> bool:
+        return self.queue.draining
+
+
+@dataclass
+class BatchReport:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    loads: dict[str, int] = field(default_factory=dict)  # host -> model loads seen
+    detached: bool = False
+    state_file: str = ""
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [item for item in self.items if item["status"] == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.detached and all(i["status"] in (DONE, SKIPPED) for i in self.items)
+
+
+def run_batch(
+    plan: BatchPlan,
+    profiles: list[HostProfile],
+    settings: dict[str, Any],
+    *,
+    connect: Callable[[HostProfile], Any],
+    force: bool = False,
+    options: WorkerOptions | None = None,
+    on_tick: Callable[[BatchRun], None] | None = None,
+    tick_s: float = 0.1,
+) -> BatchReport:
+    """Run ``plan`` on ``profiles``; returns when every unit is settled or on detach."""
+    input_shas = {unit.input: "" for unit in plan.units}
+    for path in input_shas:
+        input_shas[path] = sha256_file(path)
+    fingerprints = {u.key: unit_fingerprint(input_shas[u.input], u.description, settings)
+                    for u in plan.units}
+    state = BatchState(plan.out_dir)
+    queue = WorkQueue(plan.units)
+    for unit in plan.units:
+        if not force and state.is_done(unit, fingerprints[unit.key]):
+            queue.skip(unit.key)
+            queue.results[unit.key].outputs = dict(state.done[unit.key]["outputs"])
+    stop = threading.Event()
+    workers = [HostWorker(p, queue, state, fingerprints, settings, input_shas, connect, stop,
+                          options) for p in profiles]
+    run = BatchRun(plan, queue, workers, started=time.monotonic())
+    if queue.pending():
+        with _interrupts(run, stop):
+            for worker in workers:
+                worker.start()
+            while any(w.is_alive() for w in workers):
+                if on_tick is not None:
+                    on_tick(run)
+                queue.wait(tick_s)
+                if queue.pending() and not any(w.is_alive() for w in workers):
+                    break
+            for worker in workers:
+                worker.join(timeout=1.0 if stop.is_set() else None)
+    if on_tick is not None:
+        on_tick(run)
+    return _report(plan, queue, workers, state, detached=stop.is_set())
+
+
+class _interrupts:
+    """SIGINT handler for the run: 1st press drains, 2nd detaches (main thread only)."""
+
+    def __init__(self, run: BatchRun, stop: threading.Event):
+        self.run, self.stop, self.previous = run, stop, None
+
+    def __enter__(self) -> _interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.run.interrupts += 1
+        if self.run.interrupts == 1:
+            self.run.queue.drain()
+        else:
+            self.stop.set()
+            self.run.queue.drain()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _report(plan: BatchPlan, queue: WorkQueue, workers: list[HostWorker], state: BatchState,
+            *, detached: bool) -> BatchReport:
+    host_failure = {w.host_name: w.status.message for w in workers if w.status.state == "failed"}
+    report = BatchReport(detached=detached, state_file=str(state.path))
+    for unit in plan.units:
+        result = queue.results[unit.key]
+        if result.status in (QUEUED, RUNNING) and not detached and not queue.draining:
+            # Every host left the batch: the unit could not run anywhere.
+            result.status, result.kind = FAILED, "unreachable"
+            result.message = "; ".join(f"{h}: {m}" for h, m in host_failure.items()) or \
+                "no host could run it"
+        report.items.append(_item(unit, result))
+    report.counts = queue.counts()
+    report.loads = {w.host_name: w.status.loads for w in workers}
+    return report
+
+
+def _item(unit: Unit, result: Any) -> dict[str, Any]:
+    outputs = {role: {"path": str(path), "sha256": result.outputs.get(role)}
+               for role, path in unit.outputs.items()}
+    return {"input": str(unit.input), "description": unit.description, "status": result.status,
+            "host": result.host, "kind": result.kind, "message": result.message,
+            "seconds": result.seconds, "outputs": outputs}
