@@ -102,7 +102,7 @@ def show(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False) 
         if not as_json:
             for field, value in data.items():
                 if value not in (None, [], {}):
-                    out_console.print(f"{field:16} {value}", markup=False)
+                    out_console.print(f"{field:16} {value}", markup=False, soft_wrap=True)
         return {"host": data}
 
     run_command("hosts show", as_json, action)
@@ -118,7 +118,7 @@ def check(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False)
         report = host_check.check_host(profile)
         if not as_json:
             for line in host_check.describe(report):
-                out_console.print(line, markup=False)
+                out_console.print(line, markup=False, soft_wrap=True)
         return report
 
     run_command("hosts check", as_json, action)
