@@ -99,7 +99,9 @@ def check_host(profile: HostProfile) -> dict[str, Any]:
 def describe(report: dict[str, Any]) -> list[str]:
     """Plain lines for the terminal."""
     python = report["python"]
-    lines = [f"{report['host']} ({report['target']}): reachable"]
+    who = report["target"] if report["target"].startswith(report["host"]) else \
+        f"{report['host']} ({report['target']})"
+    lines = [f"{who}: reachable"]
     if "version" in python:
         lines.append(f"python       {python['version']} ({python['executable']})")
     else:

@@ -189,3 +189,19 @@ def test_trust_declined_writes_nothing(tmp_path: Path, ssh_server) -> None:
 
     code, out, err = cli("hosts", "trust", "box", input="y\n")
     assert code == 0 and known.read_text().split() == ssh_server.known_hosts_line().split()
+
+
+@pytest.mark.e2e
+def test_bare_ssh_config_alias_connects(tmp_path: Path, ssh_server, monkeypatch) -> None:
+    """No hosts.yaml at all: HostName/User/Port/IdentityFile/UserKnownHostsFile come from
+    ssh_config, and `--host`-style names resolve through it."""
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host loopbox\n  HostName {ssh_server.host}\n  User {ssh_server.user}\n"
+        f"  Port {ssh_server.port}\n  IdentityFile {ssh_server.user_key}\n"
+        f"  UserKnownHostsFile {ssh_server.known_hosts}\n  ConnectTimeout 5\n")
+    monkeypatch.setenv("REMOTE_SEP_SSH_CONFIG", str(config))
+    code, body = cli_json("hosts", "check", "loopbox")
+    assert code == 0 and body["result"]["reachable"] is True
+    assert body["result"]["target"] == f"{ssh_server.user}@127.0.0.1:{ssh_server.port}"
+    assert not (tmp_path / "hosts.yaml").exists()
