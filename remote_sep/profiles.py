@@ -235,7 +235,7 @@ def build_profile(name: str, values: dict[str, Any], config: paramiko.SSHConfig,
     if ssh.get("hostname") and ssh["hostname"] != host:
         profile.hostname = ssh["hostname"]
     profile.user = values.get("user") or ssh.get("user")
-    profile.port = values.get("port") or _ssh_int(ssh, "port", source) or 22
+    profile.port = values.get("port") or _ssh_int(ssh, "port") or 22
     keys = [values["key"]] if "key" in values else []
     keys += ssh.get("identityfile", [])
     profile.key_files = list(dict.fromkeys(os.path.expanduser(k) for k in keys))
@@ -249,7 +249,7 @@ def build_profile(name: str, values: dict[str, Any], config: paramiko.SSHConfig,
     else:
         known = default_known_hosts()
     profile.known_hosts = [os.path.expanduser(k) for k in known]
-    timeout = values.get("connect_timeout") or _ssh_int(ssh, "connecttimeout", source)
+    timeout = values.get("connect_timeout") or _ssh_int(ssh, "connecttimeout")
     if timeout:
         profile.connect_timeout = float(timeout)
     _copy_common(profile, values)
@@ -271,7 +271,7 @@ def _copy_common(profile: HostProfile, values: dict[str, Any]) -> None:
             setattr(profile, field, values[field])
 
 
-def _ssh_int(ssh: dict, key: str, source: Path | None) -> int | None:
+def _ssh_int(ssh: dict, key: str) -> int | None:
     if key not in ssh:
         return None
     try:
