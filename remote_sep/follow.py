@@ -24,7 +24,7 @@ from remote_sep.profile_model import HostProfile
 Notify = Callable[[str, dict[str, Any]], None]
 T = TypeVar("T")
 
-RECONNECT_BUDGET_S = float(os.environ.get("REMOTE_SEP_RECONNECT_BUDGET", "120"))
+RECONNECT_BUDGET_S = 120.0  # REMOTE_SEP_RECONNECT_BUDGET overrides (seconds)
 OUTPUT_KINDS = ("target", "residual")
 
 # What the user should do about a failure the payload reported (by kind).
@@ -75,7 +75,8 @@ class Link:
         self.profile = profile
         self._connect = connect or default_connect
         self._notify = notify
-        self.budget_s = RECONNECT_BUDGET_S if budget_s is None else budget_s
+        self.budget_s = budget_s if budget_s is not None else float(
+            os.environ.get("REMOTE_SEP_RECONNECT_BUDGET", RECONNECT_BUDGET_S))
         self.reconnects = 0
         self._spent_round_trips = 0
         self.host = self._connect(profile)

@@ -206,13 +206,22 @@ class Poll:
     alive: bool  # the payload process still runs
 
 
+# "Is pid running": a zombie (exited, never reaped: containers whose pid 1 does not reap)
+# counts as gone; without /proc (BSD, macOS) kill -0 decides.
+ALIVE_FN = (
+    "alive() { if [ -d /proc/1 ]; then [ -r /proc/$1/stat ] && "
+    "[ \"$(sed 's/.*) //' /proc/$1/stat | cut -c1)\" != Z ]; "
+    "else kill -0 $1 2>/dev/null; fi; }\n"
+)
+
+
 def poll_script(paths: JobPaths, pid: int | None, offset: int, wait_s: float) -> str:
     """Long poll: wait on the remote until events.jsonl grows past ``offset`` or the process
     ends (at most ``wait_s``), then print the liveness and every byte after ``offset``."""
     events = shlex.quote(paths.events)
-    alive = f"kill -0 {int(pid)} 2>/dev/null" if pid else "false"
+    alive = f"alive {int(pid)}" if pid else "false"
     rounds = max(0, int(wait_s / 0.1))
-    return (
+    return ALIVE_FN + (
         f"i=0; while [ $i -lt {rounds} ] && {alive} && "
         f'[ "$(stat -c %s {events} 2>/dev/null || echo 0)" -le {int(offset)} ]; '
         f"do sleep 0.1; i=$((i+1)); done\n"
@@ -279,14 +288,14 @@ class JobSummary:
 
 def list_script(profile: HostProfile) -> str:
     """One round trip: per job folder its id, liveness, age, item_done count, last event."""
-    return (
+    return ALIVE_FN + (
         f"B={remote_path_expr(profile.path)}\n"
         'now=$(date +%s)\n'
         'for d in "$B"/jobs/*/; do\n'
         '  [ -f "$d/manifest.json" ] || continue\n'
         '  id=$(basename "$d"); pid=$(cat "$d/pid" 2>/dev/null || echo 0)\n'
         '  case "$pid" in ""|*[!0-9]*) pid=0;; esac\n'
-        '  if [ "$pid" -gt 0 ] && kill -0 "$pid" 2>/dev/null; then alive=1; else alive=0; fi\n'
+        '  if [ "$pid" -gt 0 ] && alive "$pid"; then alive=1; else alive=0; fi\n'
         '  age=$((now - $(stat -c %Y "$d/manifest.json")))\n'
         '  n=$(grep -c \'"event":"item_done"\' "$d/events.jsonl" 2>/dev/null || true)\n'
         '  last=$(tail -n 1 "$d/events.jsonl" 2>/dev/null | tr -d "\\t")\n'
@@ -303,13 +312,11 @@ def parse_list(text: str) -> list[JobSummary]:
             continue
         job_id, alive, age, done, last = parts
         event = parse_event_line(last).event if last.strip() else None
-        if alive == "1":
-            state = "running"
-        elif event and event.get("event") == "bye" and event.get("ok", True) \
-                and not event.get("items_failed"):
-            state = "done"
+        if event and event.get("event") == "bye":  # finished, even if not yet reaped
+            state = "done" if event.get("ok", True) and not event.get("items_failed") \
+                else "failed"
         else:
-            state = "failed"
+            state = "running" if alive == "1" else "failed"
         jobs.append(JobSummary(job_id, state, int(done or 0), float(age or 0), event))
     return sorted(jobs, key=lambda job: job.job_id)
 

@@ -7,7 +7,6 @@ start (1), the event polls, one per output pulled.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import soundfile
 from remote_payload.manifest import FORMATS, Item, Manifest, ManifestError, Settings, resolve_model
 from remote_sep import job_records
 from remote_sep.errors import BadAudio, ConfigError, Interrupted, OutputExists, RemoteSepError
-from remote_sep.follow import Link, Notify, _quiet, follow_job
+from remote_sep.follow import Link, Notify, _quiet, file_sha256, follow_job
 from remote_sep.jobs import (
     Cursor,
     JobPaths,
@@ -119,14 +118,6 @@ def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
             raise OutputExists(f"output exists: {existing[0]}",
                                hint="pass --force to overwrite, or --out to pick another name")
     return settings, prefixes
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def upload_extension(audio: Path) -> str:

@@ -146,3 +146,5 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         self._live.stop()
+        if not self.console.is_terminal:  # the last frame is printed without its newline
+            self.console.line()
