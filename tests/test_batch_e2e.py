@@ -1,0 +1,155 @@
+"""`remote-sep batch` end to end: two real loopback sshd hosts, the stand-in model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from batch_helpers import check_outputs, events, fleet, loads, make_songs, remote_jobs, sha
+from typer.testing import CliRunner
+
+from remote_sep.batch_plan import plan_batch
+from remote_sep.cli import app
+from remote_sep.fleet import run_batch
+from remote_sep.host_worker import WorkerOptions
+from remote_sep.remote import connect
+
+pytestmark = pytest.mark.e2e
+
+
+def test_12_files_x_2_descriptions_over_2_hosts(tmp_path, make_ssh_server):
+    songs = make_songs(tmp_path / "in", 12)
+    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a"), "gpu2": make_ssh_server("b")})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "batch", str(tmp_path / "in"), "--desc", "vocals", "--desc", "bass",
+        "--hosts", "gpu1,gpu2", "--hosts-file", str(hosts_file), "--out-dir", str(out),
+        "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["ok"] and body["command"] == "batch"
+    items = body["result"]["items"]
+    check_outputs(out, items, 24)
+    # sha256 checked against the remote copies too
+    for name in ("gpu1", "gpu2"):
+        (job,) = remote_jobs(tmp_path, name)
+        for event in events(job):
+            if event["event"] == "item_done":
+                for output in event["outputs"].values():
+                    assert sha(job / output["path"]) == output["sha256"]  # abs stays abs
+        assert loads(tmp_path, name) == 1  # the model loaded once per host
+        assert sum(e["event"] == "load" for e in events(job)) == 1
+    by_host = {i["host"] for i in items}
+    assert by_host == {"gpu1", "gpu2"}  # both hosts pulled from the shared queue
+    assert len(songs) == 12
+
+
+def run_in_thread(plan, profile_list, **kwargs):
+    """run_batch in a thread, so the test can break things while it runs."""
+    import threading
+
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault(
+        "report", run_batch(plan, profile_list, {}, connect=kwargs.pop("connect", connect),
+                            **kwargs)), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def items_done_on(tmp_path, name: str) -> int:
+    return sum(e["event"] == "item_done" for job in remote_jobs(tmp_path, name)
+               for e in events(job))
+
+
+def pulled_from(out, name: str) -> int:
+    """Units the laptop has pulled from host ``name`` so far (its batch state file)."""
+    try:
+        state = json.loads((out / ".remote-sep-batch.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return sum(record["host"] == name for record in state["done"].values())
+
+
+def test_resume_transfers_nothing_and_runs_nothing(tmp_path, make_ssh_server):
+    make_songs(tmp_path / "in", 3)
+    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")})
+    out = tmp_path / "out"
+    argv = ["batch", str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1",
+            "--hosts-file", str(hosts_file), "-o", str(out), "--json"]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0, first.output
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.wav")}
+    cache = tmp_path / "remote-gpu1" / "cache"
+    cached = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    second = CliRunner().invoke(app, argv)
+    assert second.exit_code == 0, second.output
+    items = json.loads(second.stdout)["result"]["items"]
+    assert [i["status"] for i in items] == ["skipped"] * 3
+    check_outputs(out, items, 3)
+    assert len(remote_jobs(tmp_path, "gpu1")) == 1  # nothing ran
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.wav")} == stamps  # nothing pulled
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == cached  # nothing uploaded
+    # A changed output is redone; --force redoes everything.
+    victim = sorted(out.glob("*_target.wav"))[0]
+    victim.write_bytes(b"damaged")
+    third = json.loads(CliRunner().invoke(app, argv).stdout)["result"]["items"]
+    assert sorted(i["status"] for i in third) == ["done", "skipped", "skipped"]
+    check_outputs(out, third, 3)
+    forced = CliRunner().invoke(app, [*argv, "--force"])
+    assert [i["status"] for i in json.loads(forced.stdout)["result"]["items"]] == ["done"] * 3
+    assert len(remote_jobs(tmp_path, "gpu1")) == 3
+
+
+def test_host_killed_mid_batch_its_units_finish_on_the_other(tmp_path, make_ssh_server):
+    import os
+    import signal
+
+    make_songs(tmp_path / "in", 8)
+    servers = {"gpu1": make_ssh_server("a"), "gpu2": make_ssh_server("b")}
+    _, profile_list = fleet(tmp_path, servers, SAM_STANDIN_SECONDS_PER_SECOND="0.6")
+    out = tmp_path / "out"
+    plan = plan_batch([str(tmp_path / "in")], ["vocals", "bass"], out)
+    options = WorkerOptions(retry_budget=2, backoff=(0.1, 0.2, 0.4))
+    thread, box = run_in_thread(plan, profile_list, options=options)
+    wait_for(lambda: pulled_from(out, "gpu1") >= 1)
+    servers["gpu1"].stop()  # the host's sshd and every link to it, by pid
+    (job,) = remote_jobs(tmp_path, "gpu1")
+    os.kill(int((job / "pid").read_text()), signal.SIGKILL)  # and its worker
+    thread.join(timeout=120)
+    report = box["report"]
+    check_outputs(out, report.items, 16)  # none lost, none duplicated
+    hosts = [i["host"] for i in report.items]
+    assert "gpu1" in hosts and hosts.count("gpu2") > hosts.count("gpu1")
+    assert report.ok
+
+
+def test_link_cut_mid_item_reconnects_and_finishes(tmp_path, make_ssh_server):
+    make_songs(tmp_path / "in", 6)
+    server = make_ssh_server("a")
+    _, profile_list = fleet(tmp_path, {"gpu1": server}, SAM_STANDIN_SECONDS_PER_SECOND="0.6")
+    out = tmp_path / "out"
+    plan = plan_batch([str(tmp_path / "in")], ["vocals"], out)
+    connects = []
+
+    def counting_connect(profile):
+        connects.append(profile.name)
+        return connect(profile)
+
+    thread, box = run_in_thread(plan, profile_list, connect=counting_connect)
+    wait_for(lambda: items_done_on(tmp_path, "gpu1") >= 2)
+    assert server.drop_links() >= 1
+    thread.join(timeout=120)
+    report = box["report"]
+    check_outputs(out, report.items, 6)
+    assert len(connects) >= 2  # it did reconnect
+    assert loads(tmp_path, "gpu1") == 1  # the same worker went on: the model loaded once
+    assert len(remote_jobs(tmp_path, "gpu1")) == 1
