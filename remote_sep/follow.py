@@ -91,7 +91,7 @@ class Link:
             try:
                 return action(self.host)
             except Exception as exc:
-                if not is_link_error(exc):
+                if not is_link_error(exc) or self.budget_s <= 0:  # budget 0: never reconnect
                     raise
                 if deadline is None:
                     deadline = time.monotonic() + self.budget_s

@@ -20,6 +20,7 @@ from remote_sep.errors import NotProvisioned
 from remote_sep.profile_model import HostProfile
 
 POLL_WAIT_S = 5.0  # how long one long-poll waits on the remote for new events
+POLL_SETTLE_S = 1.0  # after new events, gather more this long (progress lags at most this)
 
 
 def new_job_id() -> str:
@@ -215,19 +216,31 @@ ALIVE_FN = (
 )
 
 
-def poll_script(paths: JobPaths, pid: int | None, offset: int, wait_s: float) -> str:
-    """Long poll: wait on the remote until events.jsonl grows past ``offset`` or the process
-    ends (at most ``wait_s``), then print the liveness and every byte after ``offset``."""
+def poll_script(paths: JobPaths, pid: int | None, offset: int, wait_s: float,
+                settle_s: float = POLL_SETTLE_S) -> str:
+    """Long poll: wait on the remote until events.jsonl has grown past ``offset`` and either
+    ``bye`` arrived or ``settle_s`` passed since the growth (one answer carries a burst of
+    events, not one each), or the process ended, or ``wait_s`` is up. Then print the
+    liveness and every byte after ``offset``."""
     events = shlex.quote(paths.events)
     alive = f"alive {int(pid)}" if pid else "false"
-    rounds = max(0, int(wait_s / 0.1))
+    rounds, settle = max(0, int(wait_s / 0.1)), max(0, int(settle_s / 0.1))
+    grown = f'[ "$(stat -c %s {events} 2>/dev/null || echo 0)" -gt {int(offset)} ]'
+    new = f"tail -c +{int(offset) + 1} {events} 2>/dev/null"
     return ALIVE_FN + (
-        f"i=0; while [ $i -lt {rounds} ] && {alive} && "
-        f'[ "$(stat -c %s {events} 2>/dev/null || echo 0)" -le {int(offset)} ]; '
-        f"do sleep 0.1; i=$((i+1)); done\n"
+        f"i=0; g=-1\n"
+        f"while [ $i -lt {rounds} ]; do\n"
+        f"  if {grown}; then\n"
+        f"    [ $g -lt 0 ] && g=$i\n"
+        f"    {new} | grep -q '\"event\":\"bye\"' && break\n"
+        f"    [ $((i - g)) -ge {settle} ] && break\n"
+        f"  fi\n"
+        f"  {alive} || break\n"
+        f"  sleep 0.1; i=$((i+1))\n"
+        f"done\n"
         # Liveness first, then the bytes: whatever the process wrote before dying is read.
         f"if {alive}; then echo alive; else echo dead; fi\n"
-        f"tail -c +{int(offset) + 1} {events} 2>/dev/null || true\n"
+        f"{new} || true\n"
     )
 
 
@@ -254,9 +267,9 @@ def consume(cursor: Cursor, data: bytes) -> list[dict[str, Any]]:
 
 
 def poll_events(host, paths: JobPaths, pid: int | None, cursor: Cursor,
-                wait_s: float = POLL_WAIT_S) -> Poll:
+                wait_s: float = POLL_WAIT_S, settle_s: float = POLL_SETTLE_S) -> Poll:
     """One round trip: new events after the cursor and whether the job still runs."""
-    result = host.run(poll_script(paths, pid, cursor.offset, wait_s),
+    result = host.run(poll_script(paths, pid, cursor.offset, wait_s, settle_s),
                       timeout=wait_s + 30)
     raw = _bytes(result.stdout)
     status, _, data = raw.partition(b"\n")

@@ -17,7 +17,14 @@ import soundfile
 
 from remote_payload.manifest import FORMATS, Item, Manifest, ManifestError, Settings, resolve_model
 from remote_sep import job_records
-from remote_sep.errors import BadAudio, ConfigError, Interrupted, OutputExists, RemoteSepError
+from remote_sep.errors import (
+    BadAudio,
+    ConfigError,
+    Interrupted,
+    OutputExists,
+    RemoteSepError,
+    Unreachable,
+)
 from remote_sep.follow import Link, Notify, _quiet, file_sha256, follow_job
 from remote_sep.jobs import (
     Cursor,
@@ -166,6 +173,11 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         result = follow_job(link, record, Cursor(), notify)
     except KeyboardInterrupt:
         raise _detached(profile, record) from None
+    except Unreachable as exc:
+        if record is not None and record.pid:
+            exc.hint = (f"job {record.job_id} keeps running on the host; pick it up with: "
+                        f"remote-sep attach {record.job_id} --host {profile.name}")
+        raise
     finally:
         link.close()
     return _result(record, result, started, link)
