@@ -230,3 +230,44 @@ def test_local_host_end_to_end(tmp_path):
     remote = remote_outputs(tmp_path, body["result"]["job_id"])
     assert sha256(tmp_path / "o" / "bass_target.wav") == remote["d0_target.wav"]
     assert body["result"]["round_trips"] == 0
+
+
+def test_process_dying_without_bye_is_job_failed(ssh_server, tmp_path):
+    import os
+    import signal
+
+    hosts = hosts_yaml(tmp_path, ssh_server, env={"SAM_STANDIN_SECONDS_PER_SECOND": "2"})
+    audio = make_audio(tmp_path / "a.wav", seconds=3)
+    thread, box = run_in_thread("separate", audio, "--desc", "whistle", "--chunk-seconds", "1",
+                                "--host", "gpu", "--hosts", hosts)
+    wait_for(lambda: '"event":"chunk"' in job_events(tmp_path) or not thread.is_alive())
+    (pid_file,) = (tmp_path / "remote" / "jobs").glob("*/pid")
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    thread.join(120)
+    assert box["result"].exit_code == EXIT_CODES["job_failed"], box["result"].output
+    assert "ended without finishing" in box["body"]["error"]["message"]
+
+
+def test_ctrl_c_detaches_and_attach_finishes(ssh_server, tmp_path):
+    from remote_sep.errors import Interrupted
+    from remote_sep.profiles import get_profile
+    from remote_sep.separate import SeparateOptions, run_attach, run_separate
+
+    hosts = hosts_yaml(tmp_path, ssh_server, env={"SAM_STANDIN_SECONDS_PER_SECOND": "1"})
+    audio = make_audio(tmp_path / "a.wav", seconds=3)
+
+    def press_ctrl_c_on_first_chunk(kind: str, data: dict) -> None:
+        if kind == "event" and data.get("event") == "chunk":
+            raise KeyboardInterrupt
+
+    profile = get_profile("gpu", hosts)
+    with pytest.raises(Interrupted) as err:
+        run_separate(audio, profile, SeparateOptions(["whistle"], chunk_seconds=1),
+                     press_ctrl_c_on_first_chunk)
+    assert err.value.exit_code == 130
+    job_id = err.value.hint.split()[2]
+    assert err.value.hint == f"remote-sep attach {job_id} --host gpu"
+    result = run_attach(job_id, profile)
+    remote = remote_outputs(tmp_path, job_id)
+    assert sha256(Path(result["outputs"][0]["target"])) == remote["d0_target.wav"]
+    assert Path(result["outputs"][0]["target"]) == tmp_path / "a_whistle_target.wav"
