@@ -8,6 +8,7 @@ the inbox is empty. Events are read by offset over SFTP (no shell per poll).
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,34 @@ from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.profile_model import HostProfile
 
 READ_LIMIT = 1 << 20  # bytes of events read per poll
+
+
+def prepare(host: Any, profile: HostProfile) -> jobs.RemoteReady:
+    """Resolve the base and interpreter (one round trip); sync the payload when missing."""
+    ready = jobs.prepare(host, profile, payload_hash(), None)
+    if not ready.payload_present:
+        sync_payload(host, ready.base)
+    return ready
+
+
+def old_job_events(host: Any, base: str, job_id: str) -> list[dict[str, Any]]:
+    """Every event of an earlier job on this host (none when it is gone)."""
+    path = jobs.JobPaths(base, job_id).events
+    if host.size(path) is None:
+        return []
+    return jobs.consume(jobs.Cursor(), host.read_bytes(path))
+
+
+def retire_jobs(host: Any, base: str, job_ids: list[str]) -> None:
+    """Earlier workers of this batch: drop their untaken items and close their inboxes, so
+    they finish what they hold and exit (one round trip; missing jobs are fine)."""
+    if not job_ids:
+        return
+    lines = []
+    for job_id in job_ids:
+        inbox = shlex.quote(jobs.JobPaths(base, job_id).inbox)
+        lines.append(f"if [ -d {inbox} ]; then rm -f {inbox}/*.json; : > {inbox}/CLOSE; fi")
+    host.run("\n".join(lines) + "\nexit 0\n", check=False)
 
 
 class WorkerJob:
@@ -48,12 +77,10 @@ class WorkerJob:
 
     @classmethod
     def start(cls, host: Any, profile: HostProfile, settings: dict[str, Any],
-              input_shas: dict[Path, str]) -> WorkerJob:
+              input_shas: dict[Path, str], job_id: str) -> WorkerJob:
         """Prepare the host (one round trip), sync the payload if missing, start the worker."""
-        ready = jobs.prepare(host, profile, payload_hash(), None)
-        if not ready.payload_present:
-            sync_payload(host, ready.base)
-        paths = jobs.JobPaths(ready.base, jobs.new_job_id())
+        ready = prepare(host, profile)
+        paths = jobs.JobPaths(ready.base, job_id)
         manifest = Manifest(job_id=paths.job_id, settings=Settings(**settings), items=[])
         pid = jobs.start_job(host, profile, paths, manifest.to_json(), ready.python,
                              payload_dir(ready.base), inbox=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from remote_payload.protocol import BYE, CHUNK, ERROR, ITEM_DONE, ITEM_START, LOAD
+from remote_sep import jobs
 from remote_sep.batch_plan import Unit
-from remote_sep.batch_queue import DONE, FAILED, SKIPPED, WorkQueue
-from remote_sep.batch_remote import WorkerJob
+from remote_sep.batch_queue import DONE, FAILED, QUEUED, SKIPPED, WorkQueue
+from remote_sep.batch_remote import WorkerJob, old_job_events, prepare, retire_jobs
 from remote_sep.batch_state import BatchState
 from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, NotProvisioned, RemoteSepError
 from remote_sep.profile_model import HostProfile
@@ -80,6 +81,7 @@ class HostWorker(threading.Thread):
         self.status = HostStatus(profile.name)
         self.job: WorkerJob | None = None
         self._restarts = 0
+        self._started_ids: list[str] = []  # job ids this thread tried to start
 
     @property
     def host_name(self) -> str:
@@ -95,8 +97,11 @@ class HostWorker(threading.Thread):
                 host = self.connect_fn(self.profile)
                 if self.job is None:
                     self.status.state = "loading"
+                    self._recover(host)
+                    job_id = jobs.new_job_id()
+                    self._started_ids.append(job_id)  # if the start fails half-way: retire it
                     self.job = WorkerJob.start(host, self.profile, self.settings,
-                                               self.input_shas)
+                                               self.input_shas, job_id)
                 else:
                     self.job.host = host
                 failures, released = 0, False
@@ -133,6 +138,31 @@ class HostWorker(threading.Thread):
                     _close_quietly(host)
         self.status.state = "detached" if self.stop.is_set() else "done"
         self.status.current, self.status.chunk = None, None
+
+    def _recover(self, host: Any) -> None:
+        """Pull what earlier workers of this batch finished (a previous run that detached or
+        lost its link, or a start cut off half-way), then retire those workers."""
+        previous = {}  # job id -> {item id: unit}
+        for unit in self.queue.units.values():
+            record = self.state.sent.get(unit.key)
+            if (record and record.get("host") == self.host_name
+                    and record.get("fingerprint") == self.fingerprints[unit.key]
+                    and self.queue.results[unit.key].status == QUEUED):
+                previous.setdefault(record["job"], {})[record["item"]] = unit
+        old_ids = list(dict.fromkeys([*previous, *self._started_ids]))
+        if not old_ids:
+            return
+        ready = prepare(host, self.profile)
+        for job_id, items in previous.items():
+            old = WorkerJob(host, self.profile, jobs.JobPaths(ready.base, job_id), 0,
+                            self.input_shas)
+            old.items = dict(items)
+            for event in old_job_events(host, ready.base, job_id):
+                unit = old.unit_of(event.get("item"))
+                if event.get("event") == ITEM_DONE and unit is not None:
+                    self._pull(old, unit, event)
+        retire_jobs(host, ready.base, old_ids)
+        self._started_ids.clear()
 
     def _give_up(self, message: str) -> None:
         self.status.state, self.status.message = "failed", message

@@ -153,3 +153,37 @@ def test_link_cut_mid_item_reconnects_and_finishes(tmp_path, make_ssh_server):
     assert len(connects) >= 2  # it did reconnect
     assert loads(tmp_path, "gpu1") == 1  # the same worker went on: the model loaded once
     assert len(remote_jobs(tmp_path, "gpu1")) == 1
+
+
+def test_laptop_killed_rerun_pulls_what_the_remote_finished(tmp_path, make_ssh_server):
+    import subprocess
+    import sys
+    import time
+
+    make_songs(tmp_path / "in", 6)
+    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")},
+                          SAM_STANDIN_SECONDS_PER_SECOND="0.6")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", "from remote_sep.cli import main; main()", "batch",
+            str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1", "--hosts-file",
+            str(hosts_file), "-o", str(out), "--json"]
+    laptop = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: pulled_from(out, "gpu1") >= 1)
+    finally:
+        laptop.kill()  # the laptop goes away mid-batch; the remote worker runs on
+        laptop.wait()
+    (old_job,) = remote_jobs(tmp_path, "gpu1")
+    wait_for(lambda: items_done_on(tmp_path, "gpu1") > pulled_from(out, "gpu1"))
+    time.sleep(0.2)
+    finished_remotely = {e["item"] for e in events(old_job) if e["event"] == "item_done"}
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    items = json.loads(rerun.stdout)["result"]["items"]
+    check_outputs(out, items, 6)
+    new_jobs = [j for j in remote_jobs(tmp_path, "gpu1") if j != old_job]
+    rerun_items = {e["item"] for j in new_jobs for e in events(j) if e["event"] == "item_done"}
+    # what the old worker had finished is pulled from it, never run again
+    assert len(finished_remotely) >= 2
+    assert not {f"u{i}" for i in range(6)} & finished_remotely & rerun_items
+    assert (old_job / "inbox" / "CLOSE").exists()  # the old worker was told to finish
