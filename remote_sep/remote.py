@@ -90,6 +90,27 @@ def _tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
+def _load_known_hosts(into: paramiko.HostKeys, files: list[Path]) -> None:
+    """Like OpenSSH, skip lines it cannot use (paramiko's loader aborts on the first bad
+    one). `@cert-authority` / `@revoked` lines are skipped: no certificates here."""
+    for path in files:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue  # a missing file is an empty one
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip() or line.lstrip().startswith(("#", "@")):
+                continue
+            try:
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+            except Exception:  # malformed or unsupported key type: skip the line
+                continue
+            if entry is None or entry.key is None:
+                continue
+            for name in entry.hostnames:
+                into.add(name, entry.key.get_name(), entry.key)
+
+
 def _parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
     """`[user@]host[:port]` (or `[v6]:port`) -> (user, host, port)."""
     user, _, hostport = spec.rpartition("@")
@@ -126,9 +147,7 @@ def _client(profile: HostProfile, host: str, port: int, user: str,
             sock, label: str) -> paramiko.SSHClient:
     """One authenticated SSH connection over `sock`, host key checked; errors mapped."""
     client = paramiko.SSHClient()
-    for path in hostkeys.known_hosts_files(profile):
-        if path.is_file():
-            client.load_system_host_keys(str(path))
+    _load_known_hosts(client.get_host_keys(), hostkeys.known_hosts_files(profile))
     client.set_missing_host_key_policy(_RejectUnknown())
     keys = [os.path.expanduser(k) for k in profile.key_files]
     for key in keys:
@@ -136,6 +155,7 @@ def _client(profile: HostProfile, host: str, port: int, user: str,
             raise ConfigError(f"key file {key} for host {profile.name} does not exist")
     timeout = profile.connect_timeout
     trust_hint = f"check the fingerprint, then run `remote-sep hosts trust {profile.name}`"
+    where = f"{label} ({hostkeys.host_key_name(host, port)})"
     try:
         client.connect(
             host, port=port, username=user, key_filename=keys or None, timeout=timeout,
@@ -147,14 +167,14 @@ def _client(profile: HostProfile, host: str, port: int, user: str,
     except _UnknownKey as exc:
         client.close()
         raise HostKeyError(
-            f"{label} {exc.hostname} is unknown: its {exc.key.get_name()} key "
+            f"{where} is unknown: its {exc.key.get_name()} key "
             f"{_fp(exc.key)} is in none of "
             f"{', '.join(map(str, hostkeys.known_hosts_files(profile)))}", hint=trust_hint,
         ) from None
     except paramiko.BadHostKeyException as exc:
         client.close()
         raise HostKeyError(
-            f"host key for {label} {exc.hostname} has CHANGED: it presents "
+            f"host key for {where} has CHANGED: it presents "
             f"{exc.key.get_name()} {_fp(exc.key)} but known_hosts has "
             f"{exc.expected_key.get_name()} {_fp(exc.expected_key)} — possible "
             f"man-in-the-middle attack, refusing to connect",
