@@ -9,9 +9,11 @@ their final name only when complete (temp name in the same folder, fsync, rename
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -162,15 +164,25 @@ class StreamWriter:
             data = self._resampler.resample_chunk(data, last=last)
         data = data[: self.frames - self._written]
         if len(data):
-            self._file.write(data)
+            self._write_file(data)
             self._written += len(data)
+
+    def _write_file(self, data: np.ndarray) -> None:
+        try:
+            self._file.write(data)
+        except sf.LibsndfileError as exc:
+            # libsndfile reports ENOSPC as a bare "System error": check the disk ourselves.
+            folder = os.path.dirname(self.tmp_path)
+            if shutil.disk_usage(folder).free < data.nbytes + (1 << 16):
+                raise OSError(errno.ENOSPC, f"no space left on device in {folder}") from exc
+            raise
 
     def finish(self) -> str:
         """Pad to the exact length, close, fsync, rename; returns the sha256 (also recorded)."""
         if self._resampler is not None:
             self.write(np.zeros((0, self.channels), np.float32), last=True)
         if self._written < self.frames:
-            self._file.write(np.zeros((self.frames - self._written, self.channels), np.float32))
+            self._write_file(np.zeros((self.frames - self._written, self.channels), np.float32))
         self._file.close()
         with open(self.tmp_path, "rb") as written:
             os.fsync(written.fileno())
