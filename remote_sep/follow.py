@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from remote_sep import job_records
 from remote_sep.errors import AuthFailed, HostKeyError, JobFailed, RemoteSepError, Unreachable
-from remote_sep.jobs import Cursor, JobPaths, poll_events, stderr_tail
+from remote_sep.jobs import Cursor, JobPaths, Poll, poll_events, stderr_tail
 from remote_sep.profile_model import HostProfile
 
 Notify = Callable[[str, dict[str, Any]], None]
@@ -191,7 +191,8 @@ def pull_outputs(link: Link, record: job_records.JobRecord, event: dict[str, Any
 
 
 def follow_job(link: Link, record: job_records.JobRecord, cursor: Cursor,
-               notify: Notify = _quiet, *, wait_s: float | None = None) -> FollowResult:
+               notify: Notify = _quiet, *, wait_s: float | None = None,
+               first_poll: Poll | None = None) -> FollowResult:
     """Read events until ``bye``; pull outputs as they finish. Raises the first ``error``
     event's kind (after pulling what did finish), or JobFailed when the process dies
     without ``bye``."""
@@ -200,7 +201,11 @@ def follow_job(link: Link, record: job_records.JobRecord, cursor: Cursor,
     first_error: dict[str, Any] | None = None
     poll_kwargs = {} if wait_s is None else {"wait_s": wait_s}
     while True:
-        poll = link.call(lambda host: poll_events(host, paths, record.pid, cursor, **poll_kwargs))
+        if first_poll is not None:  # already read by start_and_poll
+            poll, first_poll = first_poll, None
+        else:
+            poll = link.call(lambda host: poll_events(host, paths, record.pid, cursor,
+                                                      **poll_kwargs))
         for event in poll.events:
             notify("event", event)
             name = event.get("event")

@@ -182,6 +182,17 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
     return "\n".join(lines) + "\n"
 
 
+def start_and_poll(host, profile: HostProfile, paths: JobPaths, manifest_json: str,
+                   python: str, payload_dir: str, cursor: Cursor,
+                   wait_s: float = POLL_WAIT_S) -> tuple[int, Poll]:
+    """Start the job and long-poll its first events in the same round trip."""
+    script = start_script(profile, paths, python, payload_dir).replace(
+        "echo $!\n", 'P=$!; echo "$P"\n') + "set +e\n" + poll_script(paths, "$P", 0, wait_s)
+    raw = _bytes(host.run(script, stdin=manifest_json.encode()).stdout)
+    pid_line, _, rest = raw.partition(b"\n")
+    return int(pid_line), _parse_poll(cursor, rest)
+
+
 def start_job(host, profile: HostProfile, paths: JobPaths, manifest_json: str, python: str,
               payload_dir: str, *, inbox: bool = False) -> int:
     """One round trip: manifest written, payload started detached; returns the remote pid."""
@@ -216,14 +227,15 @@ ALIVE_FN = (
 )
 
 
-def poll_script(paths: JobPaths, pid: int | None, offset: int, wait_s: float,
+def poll_script(paths: JobPaths, pid: int | str | None, offset: int, wait_s: float,
                 settle_s: float = POLL_SETTLE_S) -> str:
     """Long poll: wait on the remote until events.jsonl has grown past ``offset`` and either
     ``bye`` arrived or ``settle_s`` passed since the growth (one answer carries a burst of
     events, not one each), or the process ended, or ``wait_s`` is up. Then print the
     liveness and every byte after ``offset``."""
     events = shlex.quote(paths.events)
-    alive = f"alive {int(pid)}" if pid else "false"
+    # pid: a number, or a shell expression such as "$P" (start_and_poll)
+    alive = f"alive {pid if isinstance(pid, str) else int(pid)}" if pid else "false"
     rounds, settle = max(0, int(wait_s / 0.1)), max(0, int(settle_s / 0.1))
     grown = f'[ "$(stat -c %s {events} 2>/dev/null || echo 0)" -gt {int(offset)} ]'
     new = f"tail -c +{int(offset) + 1} {events} 2>/dev/null"
@@ -271,7 +283,10 @@ def poll_events(host, paths: JobPaths, pid: int | None, cursor: Cursor,
     """One round trip: new events after the cursor and whether the job still runs."""
     result = host.run(poll_script(paths, pid, cursor.offset, wait_s, settle_s),
                       timeout=wait_s + 30)
-    raw = _bytes(result.stdout)
+    return _parse_poll(cursor, _bytes(result.stdout))
+
+
+def _parse_poll(cursor: Cursor, raw: bytes) -> Poll:
     status, _, data = raw.partition(b"\n")
     return Poll(events=consume(cursor, data), alive=status.strip() == b"alive")
 

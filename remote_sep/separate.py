@@ -33,7 +33,7 @@ from remote_sep.jobs import (
     new_job_id,
     prepare,
     read_pid,
-    start_job,
+    start_and_poll,
 )
 from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.profile_model import HostProfile
@@ -166,11 +166,12 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         job_records.save(record)
         paths = JobPaths(ready.base, job_id)
         # Not retried: after a lost link we could not tell whether it started twice.
-        record.pid = start_job(link.host, profile, paths, manifest.to_json(), ready.python,
-                               payload_dir(ready.base))
+        cursor = Cursor()
+        record.pid, first = start_and_poll(link.host, profile, paths, manifest.to_json(),
+                                           ready.python, payload_dir(ready.base), cursor)
         job_records.save(record)
         notify("status", {"message": f"job {job_id} started on {profile.name}"})
-        result = follow_job(link, record, Cursor(), notify)
+        result = follow_job(link, record, cursor, notify, first_poll=first)
     except KeyboardInterrupt:
         raise _detached(profile, record) from None
     except Unreachable as exc:

@@ -76,11 +76,13 @@ def test_separate_pulls_verified_outputs_and_reuses_the_upload(ssh_server, tmp_p
     # Same audio again (other name): the cached upload is reused, nothing re-sent.
     copy = tmp_path / "copy.wav"
     copy.write_bytes(audio.read_bytes())
+    (cached,) = (tmp_path / "remote" / "cache").iterdir()
+    stamp = (cached.stat().st_ino, cached.stat().st_mtime_ns)
     again, body2 = invoke("separate", copy, "--desc", "whistle", "--host", "gpu",
                           "--hosts", hosts)
     assert again.exit_code == 0, again.output
-    assert len(list((tmp_path / "remote" / "cache").iterdir())) == 1
-    assert body2["result"]["round_trips"] <= 6
+    assert list((tmp_path / "remote" / "cache").iterdir()) == [cached]
+    assert (cached.stat().st_ino, cached.stat().st_mtime_ns) == stamp  # not sent again
     listed, body3 = invoke("jobs", "gpu", "--hosts", hosts)
     assert {j["job_id"]: j["state"] for j in body3["result"]["jobs"]} == {
         body["result"]["job_id"]: "done", body2["result"]["job_id"]: "done"}
