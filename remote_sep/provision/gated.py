@@ -41,8 +41,9 @@ print("REMOTE_SEP_VERDICT " + json.dumps(verdict))
 """
 
 
-def model_page(repo: str, endpoint: str | None = None) -> str:
-    return f"{(endpoint or HUB).rstrip('/')}/{repo}"
+def model_page(repo: str) -> str:
+    """Where access is requested: always the Hub itself (mirrors do not grant access)."""
+    return f"{HUB}/{repo}"
 
 
 def parse_verdict(stdout: str) -> dict:
@@ -58,7 +59,7 @@ def parse_verdict(stdout: str) -> dict:
 def raise_for_verdict(verdict: dict, repo: str, endpoint: str | None = None) -> None:
     """One clear message and kind per outcome; returns when the token can read the model."""
     status = verdict.get("status")
-    page = model_page(repo, endpoint)
+    page = model_page(repo)
     if status == "ok":
         return
     if status == "gated":

@@ -73,6 +73,21 @@ def check_sam_audio_spec(spec: str) -> str:
     return text
 
 
+def requirement_name(req: str) -> str:
+    """'huggingface_hub<1' -> 'huggingface-hub' (PEP 503 normalised)."""
+    name = req.strip()
+    for stop in ("@", "[", ";", "=", "<", ">", "~", "!", " "):
+        name = name.split(stop, 1)[0]
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def merge_pins(defaults: tuple[str, ...], extra: list[str]) -> list[str]:
+    """The profile's `pins` add to the defaults; one naming a default package replaces it."""
+    merged = {requirement_name(p): p for p in defaults}
+    merged.update({requirement_name(p): p for p in extra})
+    return list(merged.values())
+
+
 @dataclass(frozen=True)
 class FactsUsed:
     """The host facts the install depends on; stored in the stamp so a later check
@@ -150,7 +165,7 @@ def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoic
         "index": choice.index_url,
         "torch": list(choice.torch_packages),
         "sam_audio": check_sam_audio_spec(profile.sam_audio_spec or DEFAULT_SAM_AUDIO_SPEC),
-        "pins": list(DEFAULT_PINS if profile.pins is None else profile.pins),
+        "pins": merge_pins(DEFAULT_PINS, profile.pins or []),
         "payload_deps": list(PAYLOAD_DEPS),
         "pip_args": list(profile.pip_args),
     }
@@ -187,11 +202,11 @@ def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = No
                            display=f"write <HF token redacted> to {facts.hf_home}/token "
                            "(mode 0600, dir 0700, over SFTP)"))
     plan.steps.append(Step("gated", f"access check for {plan.model_repo}", "gated",
-                           display=f"{venv_python(facts.base)} -c <hub auth_check "
+                           display=f"{shlex.quote(venv_python(facts.base))} -c <hub auth_check "
                            f"{plan.model_repo}> (token on stdin)"))
     if prefetch:
         plan.steps.append(Step("prefetch", f"download {plan.model_repo} weights", "prefetch",
-                               display=f"{venv_python(facts.base)} -c <snapshot_download "
+                               display=f"{shlex.quote(venv_python(facts.base))} -c <snapshot_download "
                                f"{plan.model_repo}> (token on stdin)"))
     return plan
 
@@ -223,7 +238,9 @@ def _add_install_steps(plan: Plan, facts: HostFacts, profile: HostProfile) -> No
     chain = ""
     for name, title, script in steps:
         chain = digest([chain, name, script])
-        plan.steps.append(Step(name, title, "run", script=script, display=script, key=chain))
+        display = (f"{shlex.quote(py)} -c <import torch, sam_audio; check torch.cuda>"
+                   if name == "verify" else script)
+        plan.steps.append(Step(name, title, "run", script=script, display=display, key=chain))
 
 
 def _ffmpeg_step(plan: Plan, facts: HostFacts, profile: HostProfile) -> tuple[str, str, str] | None:

@@ -1,0 +1,71 @@
+"""A tiny HTTP server on 127.0.0.1 answering `auth-check` like the Hugging Face Hub does.
+
+Tokens decide the answer: GOOD_TOKEN may read every repo, NO_ACCESS_TOKEN is a valid user
+without access to the gated repos (403 GatedRepo), anything else is rejected (401 "Invalid
+credentials"), as the real Hub answers. Requests are recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+GOOD_TOKEN = "hf_goodTokenAbcdefghijklmnopqrstuvw"
+NO_ACCESS_TOKEN = "hf_noAccessTokenAbcdefghijklmnopqr"
+AUTH_CHECK = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/auth-check$")
+
+
+class HubStandin:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                auth = self.headers.get("Authorization", "")
+                standin.requests.append({"path": self.path, "authorization": auth})
+                match = AUTH_CHECK.match(self.path)
+                if not match:
+                    return self._send(404, {"error": "not found"}, {"X-Error-Code": "RepoNotFound"})
+                repo = match["repo"]
+                token = auth.removeprefix("Bearer ").strip()
+                if token == GOOD_TOKEN:
+                    return self._send(200, {"id": repo})
+                if token == NO_ACCESS_TOKEN:
+                    message = (f"Access to model {repo} is restricted and you are not in the "
+                               f"authorized list. Visit https://huggingface.co/{repo} to ask "
+                               "for access.")
+                    return self._send(403, {"error": message},
+                                      {"X-Error-Code": "GatedRepo", "X-Error-Message": message})
+                message = "Invalid credentials in Authorization header"
+                return self._send(401, {"error": message}, {"X-Error-Message": message})
+
+            def _send(self, code: int, body: dict, headers: dict | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> HubStandin:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
