@@ -18,7 +18,7 @@ from remote_sep.errors import TransferError
 from remote_sep.hostbase import Progress, tmp_name
 
 REQUEST = 255 * 1024
-PREFETCH_REQUESTS = 64  # 16 MiB in flight
+PREFETCH_REQUESTS = 32  # 8 MiB in flight: matches the receive window
 
 
 def _big_requests(handle) -> None:

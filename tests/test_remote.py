@@ -213,3 +213,26 @@ def test_round_trips_are_counted(ssh_server, work):
 def test_connect_local_is_localhost():
     h = connect(HostProfile(name="local"))
     assert isinstance(h, LocalHost) and h.name == "local" and h.round_trips == 0
+
+
+def test_socket_tuned_for_latency_and_dead_links(ssh_server):
+    """TCP_NODELAY (no Nagle stall per SFTP request), TCP_USER_TIMEOUT (a dead link fails
+    instead of hanging), SSH keepalive."""
+    import socket
+
+    with connect(ssh_profile(ssh_server)) as h:
+        sock = h._transport.sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) >= 10_000
+        assert h._transport.packetizer._Packetizer__keepalive_interval > 0
+
+
+def test_transfer_on_lost_link_is_unreachable(ssh_server, work, tmp_path):
+    local = tmp_path / "f.bin"
+    local.write_bytes(os.urandom(1_000_000))
+    with connect(ssh_profile(ssh_server)) as h:
+        h.size(str(work))
+        ssh_server.drop_links()
+        with pytest.raises(Unreachable, match="lost"):
+            h.put_file(local, str(work / "f.bin"))
+    assert not (work / "f.bin").exists()
