@@ -116,7 +116,7 @@ class FactsUsed:
     @classmethod
     def from_json(cls, data: dict) -> FactsUsed:
         def pair(v: object) -> tuple[int, int] | None:
-            return (int(v[0]), int(v[1])) if isinstance(v, list) and len(v) == 2 else None
+            return (int(v[0]), int(v[1])) if isinstance(v, list | tuple) and len(v) == 2 else None
 
         return cls(str(data["base"]), str(data["python"]), pair(data.get("cuda")),
                    pair(data.get("cc")), bool(data.get("cpu")))
@@ -205,9 +205,10 @@ def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = No
                            display=f"{shlex.quote(venv_python(facts.base))} -c <hub auth_check "
                            f"{plan.model_repo}> (token on stdin)"))
     if prefetch:
+        py = shlex.quote(venv_python(facts.base))
         plan.steps.append(Step("prefetch", f"download {plan.model_repo} weights", "prefetch",
-                               display=f"{shlex.quote(venv_python(facts.base))} -c <snapshot_download "
-                               f"{plan.model_repo}> (token on stdin)"))
+                               display=f"{py} -c <snapshot_download {plan.model_repo}> "
+                               "(token on stdin)"))
     return plan
 
 
