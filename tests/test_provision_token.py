@@ -10,6 +10,15 @@ from remote_sep.provision import gated
 from remote_sep.provision.token import REDACTED, find_local_token, prompt_token, redact
 
 
+@pytest.fixture(autouse=True)
+def local_hf_home(monkeypatch, tmp_path):
+    """huggingface_hub fixes its token path at import: point it at this test's HF_HOME."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
+
+
 def test_hf_token_env_wins(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     (tmp_path / "token").write_text("hf_fromLoginCache")
