@@ -175,8 +175,9 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     except KeyboardInterrupt:
         raise _detached(profile, record) from None
     except Unreachable as exc:
-        if record is not None and record.pid:
-            exc.hint = (f"job {record.job_id} keeps running on the host; pick it up with: "
+        if record is not None:
+            state = "keeps running" if record.pid else "may have started"
+            exc.hint = (f"job {record.job_id} {state} on the host; pick it up with: "
                         f"remote-sep attach {record.job_id} --host {profile.name}")
         raise
     finally:
