@@ -89,12 +89,20 @@ class OverlapAdd:
         self.total = plan[-1].end
         self._next = 0  # index of the next chunk expected
         self._origin = 0  # absolute sample index of _acc[0]; everything before is released
-        self._acc = np.zeros((0, channels), dtype=np.float64)
-        self._wsum = np.zeros(0, dtype=np.float64)
+        self._live = 0  # samples of _acc in use
+        # The live span never exceeds one chunk: preallocate it once, shift in place.
+        capacity = max(c.length for c in plan)
+        self._acc = np.zeros((capacity, channels), dtype=np.float64)
+        self._wsum = np.zeros(capacity, dtype=np.float64)
 
     @property
     def released(self) -> int:
         return self._origin
+
+    @property
+    def buffered(self) -> int:
+        """Samples held (added but not yet released)."""
+        return self._live
 
     def add(self, index: int, output: np.ndarray) -> np.ndarray:
         """Add chunk ``index``'s output ((T,) or (T, C)); return the newly finished samples."""
@@ -105,28 +113,26 @@ class OverlapAdd:
         if data.shape != (chunk.length, self.channels):
             wanted = (chunk.length, self.channels)
             raise ValueError(f"chunk {index}: shape {data.shape} != {wanted}")
-        self._grow(chunk.end)
         lo, hi = chunk.start - self._origin, chunk.end - self._origin
         weights = chunk_weights(self.plan, index, self.fade)
         self._acc[lo:hi] += data * weights[:, None]
         self._wsum[lo:hi] += weights
+        self._live = max(self._live, hi)
         self._next += 1
         done_until = self.plan[self._next].start if self._next < len(self.plan) else self.total
         return self._release(done_until)
-
-    def _grow(self, end: int) -> None:
-        missing = end - (self._origin + len(self._wsum))
-        if missing > 0:
-            self._acc = np.concatenate([self._acc, np.zeros((missing, self.channels))])
-            self._wsum = np.concatenate([self._wsum, np.zeros(missing)])
 
     def _release(self, until: int) -> np.ndarray:
         count = until - self._origin
         if count <= 0:
             return np.zeros((0, self.channels), dtype=np.float64)
         done = self._acc[:count] / self._wsum[:count, None]
-        self._acc = self._acc[count:].copy()
-        self._wsum = self._wsum[count:].copy()
+        keep = self._live - count
+        self._acc[:keep] = self._acc[count:self._live]  # numpy handles the overlap
+        self._wsum[:keep] = self._wsum[count:self._live]
+        self._acc[keep:self._live] = 0.0
+        self._wsum[keep:self._live] = 0.0
+        self._live = keep
         self._origin = until
         return done
 

@@ -75,7 +75,7 @@ def test_streaming_releases_early_and_stays_bounded():
         assert released == acc.released
         if k + 1 < len(plan):
             assert released == plan[k + 1].start  # everything no later chunk touches
-        assert len(acc._wsum) <= chunk  # memory ~ one chunk, not the file
+        assert acc.buffered <= chunk and acc._acc.shape[0] == chunk  # one chunk, not the file
     assert released == total and acc.finished
 
 
