@@ -28,7 +28,6 @@ import paramiko
 from remote_sep import hostkeys
 from remote_sep.errors import (
     AuthFailed,
-    ConfigError,
     HostKeyError,
     RemoteSepError,
     TransferError,
@@ -113,17 +112,43 @@ def _load_known_hosts(into: paramiko.HostKeys, files: list[Path]) -> None:
                 into.add(name, entry.key.get_name(), entry.key)
 
 
-def _parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
-    """`[user@]host[:port]` (or `[v6]:port`) -> (user, host, port)."""
+@dataclasses.dataclass
+class _Hop:
+    user: str
+    host: str
+    port: int
+    keys: list[str]  # key files for this hop (profile keys + its ssh_config IdentityFile)
+    label: str  # "host NAME" or "jump host X", for messages
+
+
+def _jump_hop(spec: str, profile: HostProfile) -> _Hop:
+    """`[user@]host[:port]` (or `[v6]:port`); a host that is an ssh_config alias gets its
+    HostName/User/Port/IdentityFile from there, as `ssh -J` does."""
     user, _, hostport = spec.rpartition("@")
-    host, port = hostport, 22
+    host, port = hostport, None
     if hostport.startswith("["):
         host, _, rest = hostport[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 22
+        port = int(rest[1:]) if rest.startswith(":") else None
     elif hostport.count(":") == 1:
         host, port_text = hostport.split(":")
         port = int(port_text)
-    return user or default_user, host, port
+    from remote_sep.profiles import load_ssh_config  # ssh_config parsing lives there
+
+    ssh = load_ssh_config().lookup(host)
+    keys = [*profile.key_files, *(os.path.expanduser(k) for k in ssh.get("identityfile", []))]
+    return _Hop(user=user or ssh.get("user") or getpass.getuser(),
+                host=ssh.get("hostname", host), port=port or int(ssh.get("port", 22)),
+                keys=list(dict.fromkeys(keys)), label=f"jump host {host}")
+
+
+def _hops(profile: HostProfile) -> list[_Hop]:
+    """Each ProxyJump hop (comma-separated, in order), then the target."""
+    specs = [h.strip() for h in (profile.proxy_jump or "").split(",") if h.strip()]
+    hops = [_jump_hop(spec, profile) for spec in specs]
+    hops.append(_Hop(user=profile.user or getpass.getuser(), host=profile.address,
+                     port=profile.port, keys=list(profile.key_files),
+                     label=f"host {profile.name}"))
+    return hops
 
 
 def _open_socket(host: str, port: int, timeout: float, via: paramiko.SSHClient | None):
@@ -145,16 +170,17 @@ def _open_socket(host: str, port: int, timeout: float, via: paramiko.SSHClient |
     return sock
 
 
-def _client(profile: HostProfile, host: str, port: int, user: str,
-            sock, label: str) -> paramiko.SSHClient:
+def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
     """One authenticated SSH connection over `sock`, host key checked; errors mapped."""
+    user, host, port, label = hop.user, hop.host, hop.port, hop.label
     client = paramiko.SSHClient()
     _load_known_hosts(client.get_host_keys(), hostkeys.known_hosts_files(profile))
     client.set_missing_host_key_policy(_RejectUnknown())
-    keys = [os.path.expanduser(k) for k in profile.key_files]
-    for key in keys:
-        if not os.path.isfile(key):
-            raise ConfigError(f"key file {key} for host {profile.name} does not exist")
+    # Like OpenSSH, a missing identity file is skipped (ssh_config often names defaults
+    # that do not exist); it is named in the message if authentication then fails.
+    wanted = [os.path.expanduser(k) for k in hop.keys]
+    keys = [k for k in wanted if os.path.isfile(k)]
+    missing = [k for k in wanted if k not in keys]
     timeout = profile.connect_timeout
     trust_hint = f"check the fingerprint, then run `remote-sep hosts trust {profile.name}`"
     where = f"{label} ({hostkeys.host_key_name(host, port)})"
@@ -190,11 +216,17 @@ def _client(profile: HostProfile, host: str, port: int, user: str,
     except paramiko.AuthenticationException as exc:
         client.close()
         raise AuthFailed(
-            f"{label} {user}@{host}:{port} refused authentication ({exc})",
+            f"{label} {user}@{host}:{port} refused authentication ({exc})"
+            + (f"; key file(s) not found: {', '.join(missing)}" if missing else ""),
             hint="check `user` and `key` in hosts.yaml, or add your key to ssh-agent; the "
                  "public key must be in the remote ~/.ssh/authorized_keys") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         client.close()
+        if "No authentication methods" in str(exc):  # no key, agent or default key to try
+            raise AuthFailed(
+                f"{label} {user}@{host}:{port}: no key to authenticate with"
+                + (f"; key file(s) not found: {', '.join(missing)}" if missing else ""),
+                hint="set `key` in hosts.yaml or load a key into ssh-agent") from None
         raise Unreachable(f"{label} {host}:{port}: SSH handshake failed ({exc})",
                           hint="is an SSH server listening on that port?") from None
     transport = client.get_transport()
@@ -202,19 +234,14 @@ def _client(profile: HostProfile, host: str, port: int, user: str,
     return client
 
 
-def _connect_chain(profile: HostProfile) -> list[paramiko.SSHClient]:
-    """Connections for each ProxyJump hop (comma-separated), the target last."""
-    local_user = getpass.getuser()
-    hops = [h.strip() for h in (profile.proxy_jump or "").split(",") if h.strip()]
-    targets = [(*_parse_jump(h, local_user), "jump host") for h in hops]
-    targets.append((profile.user or local_user, profile.address, profile.port,
-                    f"host {profile.name}"))
+def _connect_hops(profile: HostProfile, hops: list[_Hop]) -> list[paramiko.SSHClient]:
+    """Connect each hop through the previous one's direct-tcpip channel."""
     clients: list[paramiko.SSHClient] = []
     try:
-        for user, host, port, label in targets:
+        for hop in hops:
             via = clients[-1] if clients else None
-            sock = _open_socket(host, port, profile.connect_timeout, via)
-            clients.append(_client(profile, host, port, user, sock, label))
+            sock = _open_socket(hop.host, hop.port, profile.connect_timeout, via)
+            clients.append(_client(profile, hop, sock))
     except BaseException:
         for client in reversed(clients):
             client.close()
@@ -223,11 +250,13 @@ def _connect_chain(profile: HostProfile) -> list[paramiko.SSHClient]:
 
 
 def server_host_key(profile: HostProfile) -> tuple[str, bytes]:
-    """(keytype, public key blob) the profile's host presents, without authenticating."""
-    hops = _connect_chain_to_jumps(profile)
+    """(keytype, public key blob) the profile's host presents, without authenticating.
+    Jump hosts on the way are connected (and checked) normally."""
+    *jumps, target = _hops(profile)
+    clients = _connect_hops(profile, jumps)
     try:
-        sock = _open_socket(profile.address, profile.port, profile.connect_timeout,
-                            hops[-1] if hops else None)
+        sock = _open_socket(target.host, target.port, profile.connect_timeout,
+                            clients[-1] if clients else None)
         transport = paramiko.Transport(sock)
         try:
             transport.banner_timeout = profile.connect_timeout
@@ -235,23 +264,22 @@ def server_host_key(profile: HostProfile) -> tuple[str, bytes]:
             key = transport.get_remote_server_key()
             return key.get_name(), key.asbytes()
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(f"{profile.address}:{profile.port}: SSH handshake failed "
+            raise Unreachable(f"{target.host}:{target.port}: SSH handshake failed "
                               f"({exc})") from None
         finally:
             transport.close()
     finally:
-        for client in reversed(hops):
+        for client in reversed(clients):
             client.close()
 
 
-def _connect_chain_to_jumps(profile: HostProfile) -> list[paramiko.SSHClient]:
-    if not profile.proxy_jump:
-        return []
-    hops = [h.strip() for h in profile.proxy_jump.split(",") if h.strip()]
-    user, host, port = _parse_jump(hops[-1], getpass.getuser())
-    jumps_only = dataclasses.replace(profile, proxy_jump=",".join(hops[:-1]) or None,
-                                     user=user, host=host, hostname=None, port=port)
-    return _connect_chain(jumps_only)
+def _feed(chan, data: bytes) -> None:
+    try:
+        if data:
+            chan.sendall(data)
+        chan.shutdown_write()
+    except Exception:  # noqa: BLE001 - a dead link is reported by the reading loop
+        pass
 
 
 class SSHHost:
@@ -262,7 +290,7 @@ class SSHHost:
         self.profile = profile
         self.name = profile.name
         self.round_trips = 0
-        self._clients = _connect_chain(profile)
+        self._clients = _connect_hops(profile, _hops(profile))
         self._transport = self._clients[-1].get_transport()
         self._sftp_client: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.RLock()
@@ -314,9 +342,10 @@ class SSHHost:
         out, err = bytearray(), bytearray()
         try:
             chan.exec_command(command)
-            if stdin:
-                chan.sendall(stdin)
-            chan.shutdown_write()
+            # stdin is sent from a thread: a command that writes a lot before reading all
+            # its input would otherwise deadlock against our full receive window.
+            feeder = threading.Thread(target=_feed, args=(chan, stdin or b""), daemon=True)
+            feeder.start()
             while True:
                 wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
                 select.select([chan], [], [], wait)

@@ -236,3 +236,11 @@ def test_transfer_on_lost_link_is_unreachable(ssh_server, work, tmp_path):
         with pytest.raises(Unreachable, match="lost"):
             h.put_file(local, str(work / "f.bin"))
     assert not (work / "f.bin").exists()
+
+
+def test_big_stdin_with_big_output_does_not_deadlock(host):
+    """The command answers before reading all its input: both directions must flow."""
+    data = os.urandom(12 * 1024 * 1024)
+    script = "head -c 12582912 /dev/zero; cat > /dev/null; echo done >&2"
+    result = host.run(script, stdin=data, timeout=120)
+    assert len(result.stdout) == 12 * 1024 * 1024 and result.stderr == b"done\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sshd import keygen
 
-from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, Unreachable
+from remote_sep.errors import AuthFailed, HostKeyError, Unreachable
 from remote_sep.profile_model import HostProfile
 from remote_sep.remote import connect
 
@@ -98,9 +98,13 @@ def test_wrong_user_is_auth_failure(ssh_server):
         connect(profile(ssh_server, user="nobody"))
 
 
-def test_missing_key_file_is_config_error(ssh_server, tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
-        connect(profile(ssh_server, key_files=[str(tmp_path / "no_such_key")]))
+def test_missing_key_file_is_skipped_and_named_on_failure(ssh_server, tmp_path):
+    """Like OpenSSH: a missing identity file (often an ssh_config default) is skipped."""
+    absent = str(tmp_path / "no_such_key")
+    with connect(profile(ssh_server, key_files=[absent, str(ssh_server.user_key)])) as h:
+        assert h.run(["true"]).exit_code == 0
+    with pytest.raises(AuthFailed, match="not found: .*no_such_key"):
+        connect(profile(ssh_server, key_files=[absent]))
 
 
 def test_closed_port_is_unreachable():
@@ -170,3 +174,20 @@ def test_proxy_jump_with_unknown_jump_key_is_refused(make_ssh_server, tmp_path):
         proxy_jump=f"127.0.0.1:{jump.port}")
     with pytest.raises(HostKeyError, match="jump host"):
         connect(prof)
+
+
+def test_proxy_jump_through_ssh_config_alias(make_ssh_server, tmp_path, monkeypatch):
+    """`ProxyJump bastion` where bastion is an ssh_config alias (HostName/Port/User/key)."""
+    jump = make_ssh_server("jump")
+    target = make_ssh_server("target")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host bastion\n  HostName 127.0.0.1\n  Port {jump.port}\n"
+                      f"  User {jump.user}\n  IdentityFile {jump.user_key}\n")
+    monkeypatch.setenv("REMOTE_SEP_SSH_CONFIG", str(config))
+    known = tmp_path / "known_hosts"
+    known.write_text(jump.known_hosts_line() + target.known_hosts_line())
+    prof = HostProfile(name="behind", host="127.0.0.1", port=target.port, user=target.user,
+                       key_files=[str(target.user_key)], known_hosts=[str(known)],
+                       proxy_jump="bastion")
+    with connect(prof) as h:
+        assert h.run(["echo", "via alias"]).text == "via alias\n"
