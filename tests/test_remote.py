@@ -244,3 +244,8 @@ def test_big_stdin_with_big_output_does_not_deadlock(host):
     script = "head -c 12582912 /dev/zero; cat > /dev/null; echo done >&2"
     result = host.run(script, stdin=data, timeout=120)
     assert len(result.stdout) == 12 * 1024 * 1024 and result.stderr == b"done\n"
+
+
+def test_fast_cipher_negotiated(ssh_server):
+    with connect(ssh_profile(ssh_server)) as h:
+        assert h._transport.remote_cipher == "aes128-gcm@openssh.com"
