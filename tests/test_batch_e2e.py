@@ -187,3 +187,24 @@ def test_laptop_killed_rerun_pulls_what_the_remote_finished(tmp_path, make_ssh_s
     assert len(finished_remotely) >= 2
     assert not {f"u{i}" for i in range(6)} & finished_remotely & rerun_items
     assert (old_job / "inbox" / "CLOSE").exists()  # the old worker was told to finish
+
+
+def test_a_bad_file_gives_partial_with_the_failure_listed(tmp_path, make_ssh_server):
+    make_songs(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken $(id).wav").write_bytes(b"this is not audio")
+    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")})
+    out = tmp_path / "out"
+    argv = ["batch", str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1",
+            "--hosts-file", str(hosts_file), "-o", str(out)]
+    result = CliRunner().invoke(app, [*argv, "--json"])
+    assert result.exit_code == 19, result.output  # partial
+    body = json.loads(result.stdout)
+    assert not body["ok"] and body["error"]["kind"] == "partial"
+    by_name = {item["input"].rsplit("/", 1)[-1]: item for item in body["result"]["items"]}
+    assert by_name["broken $(id).wav"]["status"] == "failed"
+    assert by_name["broken $(id).wav"]["kind"] == "bad_audio"
+    assert [by_name[f"song {i:02d}.wav"]["status"] for i in range(2)] == ["done", "done"]
+    assert not list(out.glob("broken*"))  # nothing partial left behind
+    again = CliRunner().invoke(app, argv)  # the human view lists the failure with its kind
+    assert again.exit_code == 19
+    assert "bad_audio" in again.output and "2 already done" in again.output
