@@ -16,6 +16,8 @@ from rich.text import Text
 from remote_sep.batch_queue import DONE, FAILED, SKIPPED
 from remote_sep.fleet import BatchReport, BatchRun
 
+DRAIN_NOTICE = ("Ctrl-C: no new units; waiting for the running ones "
+                "(press Ctrl-C again to detach)")
 STATE_STYLE = {"running": "green", "loading": "cyan", "connecting": "cyan", "retrying": "yellow",
                "lost": "red", "failed": "bold red", "done": "dim", "detached": "yellow"}
 
@@ -56,8 +58,7 @@ def render(run: BatchRun, now: float | None = None) -> RenderableType:
         )
     parts: list[RenderableType] = [head, hosts]
     if run.interrupts == 1:
-        parts.append(Text("Ctrl-C: no new units; waiting for the running ones "
-                          "(press Ctrl-C again to detach)", style="yellow"))
+        parts.append(Text(DRAIN_NOTICE, style="yellow"))
     return Group(*parts)
 
 
@@ -81,9 +82,13 @@ class LiveView:
         self.console = console
         self.enabled = enabled
         self._live: Live | None = None
+        self._said_drain = False
 
     def tick(self, run: BatchRun) -> None:
         if not self.enabled:
+            if run.interrupts == 1 and not self._said_drain:  # no live view: say it once
+                self._said_drain = True
+                self.console.print(DRAIN_NOTICE, markup=False)
             return
         if self._live is None:
             self._live = Live(render(run), console=self.console, refresh_per_second=8,

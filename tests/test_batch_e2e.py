@@ -208,3 +208,38 @@ def test_a_bad_file_gives_partial_with_the_failure_listed(tmp_path, make_ssh_ser
     again = CliRunner().invoke(app, argv)  # the human view lists the failure with its kind
     assert again.exit_code == 19
     assert "bad_audio" in again.output and "2 already done" in again.output
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_drains_then_detaches_and_says_how_to_resume(tmp_path, make_ssh_server,
+                                                            presses):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_songs(tmp_path / "in", 8)
+    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")},
+                          SAM_STANDIN_SECONDS_PER_SECOND="0.6")
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", "from remote_sep.cli import main; main()", "batch",
+            str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1", "--hosts-file",
+            str(hosts_file), "-o", str(out)]
+    laptop = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: pulled_from(out, "gpu1") >= 1)
+    for _ in range(presses):
+        laptop.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    _, stderr = laptop.communicate(timeout=60)
+    assert laptop.returncode == 130, stderr
+    assert "waiting for the running ones" in stderr
+    assert "Resume with:" in stderr and "remote-sep batch" in stderr
+    pulled = pulled_from(out, "gpu1")
+    assert 1 <= pulled < 8
+    (job,) = remote_jobs(tmp_path, "gpu1")
+    if presses == 1:  # drained: what ran was pulled, the worker was closed
+        assert (job / "inbox" / "CLOSE").exists()
+        assert items_done_on(tmp_path, "gpu1") == pulled
+    rerun = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    check_outputs(out, json.loads(rerun.stdout)["result"]["items"], 8)
