@@ -15,6 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 GOOD_TOKEN = "hf_goodTokenAbcdefghijklmnopqrstuvw"
 NO_ACCESS_TOKEN = "hf_noAccessTokenAbcdefghijklmnopqr"
 AUTH_CHECK = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/auth-check$")
+REVISION = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]+)$")
+RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# What --prefetch downloads (snapshot_download): small stand-in weight files.
+FILES = {"config.json": b'{"stand_in": true}\n', "checkpoint.pt": bytes(range(256)) * 64}
 
 
 class HubStandin:
@@ -29,6 +34,8 @@ class HubStandin:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 auth = self.headers.get("Authorization", "")
                 standin.requests.append({"path": self.path, "authorization": auth})
+                if REVISION.match(self.path) or RESOLVE.match(self.path):
+                    return self._serve_repo(auth, head=False)
                 match = AUTH_CHECK.match(self.path)
                 if not match:
                     return self._send(404, {"error": "not found"}, {"X-Error-Code": "RepoNotFound"})
@@ -44,6 +51,31 @@ class HubStandin:
                                       {"X-Error-Code": "GatedRepo", "X-Error-Message": message})
                 message = "Invalid credentials in Authorization header"
                 return self._send(401, {"error": message}, {"X-Error-Message": message})
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                standin.requests.append({"path": self.path, "method": "HEAD",
+                                         "authorization": self.headers.get("Authorization", "")})
+                self._serve_repo(self.headers.get("Authorization", ""), head=True)
+
+            def _serve_repo(self, auth: str, head: bool) -> None:
+                """Just enough of the Hub for snapshot_download, for GOOD_TOKEN only."""
+                if auth.removeprefix("Bearer ").strip() != GOOD_TOKEN:
+                    return self._send(401, {"error": "no"}, {"X-Error-Message": "no"})
+                match = REVISION.match(self.path)
+                if match:
+                    return self._send(200, {"id": match["repo"], "sha": COMMIT, "siblings": [
+                        {"rfilename": name} for name in FILES]})
+                match = RESOLVE.match(self.path)
+                data = FILES.get(match["file"]) if match else None
+                if data is None:
+                    return self._send(404, {"error": "no"}, {"X-Error-Code": "EntryNotFound"})
+                self.send_response(200)
+                for key, value in {"X-Repo-Commit": COMMIT, "Content-Length": str(len(data)),
+                                   "ETag": f'"{hash(data) & 0xFFFFFFFF:08x}"'}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
 
             def _send(self, code: int, body: dict, headers: dict | None = None) -> None:
                 data = json.dumps(body).encode()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import profile_for, write_hosts_file
-from hub_standin import GOOD_TOKEN, NO_ACCESS_TOKEN, HubStandin
+from hub_standin import COMMIT, FILES, GOOD_TOKEN, NO_ACCESS_TOKEN, HubStandin
 from sshd import SshServer, start_sshd
 
 from remote_sep import profiles
@@ -198,6 +198,18 @@ def test_second_bootstrap_is_one_round_trip_and_runs_no_pip(world: World):
     assert run.returncode == 0
     assert json.loads(run.stdout)["result"]["steps"] == []
     assert not [a for a in argv.seen if "\0-m\0pip\0" in a]
+
+
+def test_prefetch_on_a_provisioned_host_only_downloads(world: World):
+    with ArgvWatch() as argv:
+        run = world.cli("--cpu", "--prefetch", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = json.loads(run.stdout)["result"]["steps"]
+    assert [(s["step"], s["status"]) for s in steps] == [("prefetch", "done")]
+    snapshot = world.hf_home / "hub" / "models--facebook--sam-audio-large" / "snapshots" / COMMIT
+    for name, data in FILES.items():
+        assert (snapshot / name).read_bytes() == data
+    assert_no_token_leak(world, run.stdout, run.stderr, argv=argv)
 
 
 def test_ensure_provisioned_and_a_changed_plan_reruns_only_what_changed(world: World):
