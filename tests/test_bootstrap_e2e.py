@@ -231,6 +231,22 @@ def test_ensure_provisioned_and_a_changed_plan_reruns_only_what_changed(world: W
         ensure_provisioned(host, profile)
 
 
+def test_a_failed_step_leaves_the_host_rerunnable(world: World):
+    broken = {**world.entry, "sam_audio_spec": str(world.root / "no such sam_audio")}
+    write_hosts_file(world.hosts, {"gpu": broken})
+    run = world.cli("--cpu")
+    assert run.returncode == 9, run.stderr
+    assert "bootstrap step 'sam_audio' failed" in run.stderr and "rerun" in run.stderr
+    profile = profiles.get_profile("gpu", world.hosts)
+    with connect(profile) as host, pytest.raises(NotProvisioned, match="did not finish"):
+        ensure_provisioned(host, profile)
+    write_hosts_file(world.hosts, {"gpu": world.entry})  # fixed: resume
+    run = world.cli("--cpu", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = {s["step"]: s["status"] for s in json.loads(run.stdout)["result"]["steps"]}
+    assert steps["venv"] == steps["torch"] == "skipped" and steps["sam_audio"] == "done"
+
+
 def test_no_gpu_without_cpu_flag_is_a_clear_error(world: World, tmp_path: Path):
     hosts = write_hosts_file(tmp_path / "hosts.yaml", {"gpu": {
         **profile_for(world.server, tmp_path / "base"), "hf_home": str(tmp_path / "hf")}})

@@ -109,7 +109,11 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
 
 def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
            result: BootstrapResult, token_source: TokenSource, report: Report) -> None:
-    done = done_steps(facts.stamp)
+    keys = {step.name: step.key for step in plan.install_steps}
+    done = {name: key for name, key in done_steps(facts.stamp).items() if keys.get(name) == key}
+    if facts.stamp is not None and not result.up_to_date:
+        # The venv is about to change: the old stamp must stop saying "complete" first.
+        host.write_bytes(stamp_path(facts.base), stamp_bytes(stamp_record(plan, done, False)))
     prelude = _prelude(profile)
     token: str | None = None
     for step in plan.steps:
@@ -152,9 +156,11 @@ def _run_step(host: Host, step: Step, prelude: str) -> str:
                              hint="check the driver (nvidia-smi) and the chosen wheel index; "
                              "set torch_index/torch_spec in the profile to override",
                              kind="no_gpu")
+    kind = "disk_full" if "No space left on device" in tail else "not_provisioned"
     raise RemoteSepError(
         f"bootstrap step '{step.name}' failed (exit {res.exit_code}):\n{tail}",
-        hint="fix the cause and rerun `remote-sep bootstrap`: finished steps are skipped")
+        hint="fix the cause and rerun `remote-sep bootstrap`: finished steps are skipped",
+        kind=kind)
 
 
 def _token_step(host: Host, facts: HostFacts, token_source: TokenSource) -> tuple[str | None, str]:
