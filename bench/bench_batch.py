@@ -146,7 +146,7 @@ def main() -> None:
         if args.delay_ms:
             proxy = DelayProxy(server.port, args.delay_ms / 2000)
             port = proxy.port
-            line = server.known_hosts_line().replace(f":{server.port}]", f":{port}]")
+            line = server.known_hosts_line().replace(f"]:{server.port} ", f"]:{port} ")
             server.known_hosts.write_text(server.known_hosts.read_text() + line)
         songs = make_songs(tmp / "in", args.n, seconds=args.seconds, rate=48000)
         entry = profile_for(server, tmp / "remote", env={"PYTHONPATH": str(STANDINS)})

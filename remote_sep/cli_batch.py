@@ -92,7 +92,10 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
     if report.detached or any(i["status"] in ("queued", "running") for i in report.items):
         kind = "interrupted"
     elif report.failed:
-        kind = "partial"
+        kinds = {item["kind"] for item in report.failed}
+        nothing_done = len(report.failed) == len(report.items)
+        # All failed for one reason (the only host's key is unknown, say): exit with it.
+        kind = kinds.pop() if nothing_done and len(kinds) == 1 else "partial"
     if as_json:
         body = envelope("batch", kind is None, result={
             "items": report.items, "counts": report.counts, "loads": report.loads,

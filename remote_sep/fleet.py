@@ -123,13 +123,18 @@ class _interrupts:
 
 def _report(plan: BatchPlan, queue: WorkQueue, workers: list[HostWorker], state: BatchState,
             *, detached: bool) -> BatchReport:
-    host_failure = {w.host_name: w.status.message for w in workers if w.status.state == "failed"}
+    failed_hosts = [w.status for w in workers if w.status.state == "failed"]
+    host_failure = {s.name: s.message for s in failed_hosts}
+    kinds = {s.kind for s in failed_hosts}
+    # Every host failed the same way (all host_key, say): that is the units' kind too.
+    unit_kind = kinds.pop() if len(kinds) == 1 and len(failed_hosts) == len(workers) \
+        else "unreachable"
     report = BatchReport(detached=detached, state_file=str(state.path))
     for unit in plan.units:
         result = queue.results[unit.key]
         if result.status in (QUEUED, RUNNING) and not detached and not queue.draining:
             # Every host left the batch: the unit could not run anywhere.
-            result.status, result.kind = FAILED, "unreachable"
+            result.status, result.kind = FAILED, unit_kind
             result.message = "; ".join(f"{h}: {m}" for h, m in host_failure.items()) or \
                 "no host could run it"
         report.items.append(_item(unit, result))

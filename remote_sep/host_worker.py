@@ -44,6 +44,7 @@ class HostStatus:
     loads: int = 0
     busy_seconds: float = 0.0
     message: str | None = None
+    kind: str | None = None  # why the host left the batch
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -111,7 +112,7 @@ class HostWorker(threading.Thread):
                     self.job.close_inbox()
                 break
             except FATAL_HOST_ERRORS as exc:
-                self._give_up(str(exc).splitlines()[0])
+                self._give_up(str(exc).splitlines()[0], exc.kind)
                 return
             except _WorkerDied as exc:
                 self.status.message = str(exc)
@@ -119,7 +120,7 @@ class HostWorker(threading.Thread):
                 self.job = None
                 self._restarts += 1
                 if self._restarts > self.opts.max_restarts:
-                    self._give_up(str(exc))
+                    self._give_up(str(exc), "job_failed")
                     return
             except Exception as exc:  # link errors: EOF, socket, SSH, transfer
                 failures += 1
@@ -164,8 +165,8 @@ class HostWorker(threading.Thread):
         retire_jobs(host, ready.base, old_ids)
         self._started_ids.clear()
 
-    def _give_up(self, message: str) -> None:
-        self.status.state, self.status.message = "failed", message
+    def _give_up(self, message: str, kind: str = "unreachable") -> None:
+        self.status.state, self.status.message, self.status.kind = "failed", message, kind
         self.status.current, self.status.chunk = None, None
         self.queue.release(self.host_name)
 

@@ -243,3 +243,18 @@ def test_ctrl_c_drains_then_detaches_and_says_how_to_resume(tmp_path, make_ssh_s
     rerun = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     check_outputs(out, json.loads(rerun.stdout)["result"]["items"], 8)
+
+
+def test_unknown_host_key_fails_every_unit_with_host_key(tmp_path, make_ssh_server):
+    make_songs(tmp_path / "in", 2)
+    server = make_ssh_server("a")
+    hosts_file, _ = fleet(tmp_path, {"gpu1": server})
+    server.known_hosts.write_text("")  # the laptop has never trusted this host
+    result = CliRunner().invoke(app, [
+        "batch", str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1",
+        "--hosts-file", str(hosts_file), "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 8, result.output  # host_key
+    body = json.loads(result.stdout)
+    assert {i["kind"] for i in body["result"]["items"]} == {"host_key"}
+    assert "unknown" in body["result"]["items"][0]["message"]
+    assert not remote_jobs(tmp_path, "gpu1")
