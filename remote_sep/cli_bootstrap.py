@@ -65,9 +65,11 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
             for line in render(event):
                 err_console.print(line, markup=False, soft_wrap=True)
 
-    def token_source() -> str | None:
+    def token_source(remote_has_token: bool) -> str | None:
         token, _ = find_local_token()
-        return token or (prompt_token() if sys.stdin.isatty() else None)
+        if token or remote_has_token or not sys.stdin.isatty():
+            return token  # no prompt when the host already holds one
+        return prompt_token()
 
     def confirm(plan: Any) -> bool:
         if yes or not sys.stdin.isatty():

@@ -187,7 +187,7 @@ def test_second_bootstrap_is_one_round_trip_and_runs_no_pip(world: World):
     profile = profiles.get_profile("gpu", world.hosts)
     sshd_log_before = world.server.log.stat().st_size
     with connect(profile) as host:
-        result = bootstrap(host, profile, cpu=True, token_source=lambda: GOOD_TOKEN)
+        result = bootstrap(host, profile, cpu=True, token_source=lambda has_token: GOOD_TOKEN)
         assert host.round_trips == 1
     assert result.up_to_date and result.steps == []
     # The server agrees: one exec request in that session (the inspection script).
@@ -241,10 +241,16 @@ def test_a_failed_step_leaves_the_host_rerunnable(world: World):
     with connect(profile) as host, pytest.raises(NotProvisioned, match="did not finish"):
         ensure_provisioned(host, profile)
     write_hosts_file(world.hosts, {"gpu": world.entry})  # fixed: resume
-    run = world.cli("--cpu", "--json")
+    requests_before = len(world.hub.requests)
+    run = world.cli("--cpu", "--json", token=None)  # no local token: the host's file is used
     assert run.returncode == 0, run.stdout + run.stderr
-    steps = {s["step"]: s["status"] for s in json.loads(run.stdout)["result"]["steps"]}
-    assert steps["venv"] == steps["torch"] == "skipped" and steps["sam_audio"] == "done"
+    steps = {s["step"]: s for s in json.loads(run.stdout)["result"]["steps"]}
+    assert steps["venv"]["status"] == steps["torch"]["status"] == "skipped"
+    assert steps["sam_audio"]["status"] == "done"
+    assert "keeping the one already in" in steps["token"]["detail"]
+    assert world.hub.requests[requests_before:] == [{
+        "path": "/api/models/facebook/sam-audio-large/auth-check",
+        "authorization": f"Bearer {GOOD_TOKEN}"}]
 
 
 def test_no_gpu_without_cpu_flag_is_a_clear_error(world: World, tmp_path: Path):

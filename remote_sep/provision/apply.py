@@ -22,7 +22,8 @@ from remote_sep.provision.plan import Plan, Step, build_plan, stamp_path, venv_p
 from remote_sep.provision.stamp import done_steps, stamp_bytes, stamp_matches, stamp_record
 
 Report = Callable[[dict[str, Any]], None]
-TokenSource = Callable[[], str | None]  # returns the local token (may prompt), or None
+# (host already has a token file) -> the local token, or None; may prompt when it has none.
+TokenSource = Callable[[bool], str | None]
 STEP_OUTPUT_TAIL = 1500
 
 
@@ -66,7 +67,7 @@ def facts_summary(facts: HostFacts) -> dict[str, Any]:
 
 def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu: bool = False,
               prefetch: bool = False, dry_run: bool = False,
-              token_source: TokenSource = lambda: None,
+              token_source: TokenSource = lambda remote_has_token: None,
               report: Report = lambda event: None,
               confirm: Callable[[Plan], bool] = lambda plan: True) -> BootstrapResult:
     """Provision `host` for `profile`; idempotent and resumable. `confirm(plan)` is asked
@@ -163,8 +164,9 @@ def _run_step(host: Host, step: Step, prelude: str) -> str:
         kind=kind)
 
 
-def _token_step(host: Host, facts: HostFacts, token_source: TokenSource) -> tuple[str | None, str]:
-    token = token_source()
+def _token_step(host: Host, facts: HostFacts,
+                token_source: TokenSource) -> tuple[str | None, str]:
+    token = token_source(facts.has_token_file)
     if not token:
         if facts.has_token_file:
             return None, f"no local token; keeping the one already in {facts.hf_home}"
