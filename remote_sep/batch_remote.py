@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class WorkerJob:
         self.items: dict[str, Unit] = {}  # remote item id -> unit (everything ever sent)
         self.started_at: dict[str, float] = {}
         self.cached: set[str] = set()  # cache names known present on the remote
+        self.backlog: list[dict[str, Any]] = []  # read, not yet handled
         self.ended = False
         self.end_reason = ""
         self.closed = False
@@ -109,14 +111,19 @@ class WorkerJob:
     def unit_of(self, item_id: Any) -> Unit | None:
         return self.items.get(item_id) if isinstance(item_id, str) else None
 
-    def read_events(self) -> list[dict[str, Any]]:
-        """New events since the last read (one SFTP read); seq-deduplicated by the cursor."""
+    def handle_events(self, handler: Callable[[WorkerJob, dict[str, Any]], None]) -> int:
+        """Read new events (one SFTP read) and hand each to ``handler``. An event leaves the
+        backlog only once handled: a link cut while pulling an output retries that event
+        after the reconnect instead of losing it. Returns how many were handled."""
         data = self.host.read_bytes(self.paths.events, self.cursor.offset, READ_LIMIT)
-        return jobs.consume(self.cursor, data) if data else []
-
-    def read_events_into(self, handler) -> None:
-        for event in self.read_events():
-            handler(self, event)
+        if data:
+            self.backlog.extend(jobs.consume(self.cursor, data))
+        handled = 0
+        while self.backlog:
+            handler(self, self.backlog[0])
+            self.backlog.pop(0)
+            handled += 1
+        return handled
 
     def alive(self) -> bool:
         result = self.host.run(f"kill -0 {int(self.pid)} 2>/dev/null", check=False)

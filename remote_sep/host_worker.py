@@ -186,9 +186,7 @@ class HostWorker(threading.Thread):
         quiet_since = time.monotonic()
         while not self.stop.is_set():
             busy = self._feed(job)
-            events = job.read_events()
-            for event in events:
-                self._on_event(job, event)
+            events = job.handle_events(self._on_event)
             if events:
                 quiet_since = time.monotonic()
             if self.queue.all_settled() and not self._waiting():
@@ -200,7 +198,7 @@ class HostWorker(threading.Thread):
             if time.monotonic() - quiet_since > self.opts.liveness_every:
                 quiet_since = time.monotonic()
                 if not job.alive():
-                    job.read_events_into(self._on_event)
+                    job.handle_events(self._on_event)
                     if job.inflight or not job.ended:
                         raise _WorkerDied("worker process died")
             self.queue.wait(self.opts.poll)
