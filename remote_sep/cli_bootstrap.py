@@ -41,9 +41,11 @@ def bootstrap(
     hosts: HostsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Install a venv with CUDA-matched torch, sam_audio and pinned HF deps on NAME, write the
-    Hugging Face token there and check access to the gated model. Rerun-safe: a provisioned
-    host is recognised in one round trip, an interrupted bootstrap resumes."""
+    """Provision NAME: venv, CUDA-matched torch, sam_audio, pinned HF deps, token, gated check.
+
+    Rerun-safe: a provisioned host is recognised in one round trip, an interrupted bootstrap
+    resumes where it stopped.
+    """
     run_command("bootstrap", as_json, lambda: _core(name, dry_run, model, cpu, prefetch, yes,
                                                     hosts, as_json))
 
