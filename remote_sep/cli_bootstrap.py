@@ -61,17 +61,10 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
     log.parent.mkdir(parents=True, exist_ok=True)
 
     def report(event: dict[str, Any]) -> None:
-        with log.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event) + "\n")
+        log_event(log, event)
         if not as_json or dry_run:
             for line in render(event):
                 err_console.print(line, markup=False, soft_wrap=True)
-
-    def token_source(remote_has_token: bool) -> str | None:
-        token, _ = find_local_token()
-        if token or remote_has_token or not sys.stdin.isatty():
-            return token  # no prompt when the host already holds one
-        return prompt_token()
 
     def confirm(plan: Any) -> bool:
         if yes or not sys.stdin.isatty():
@@ -80,8 +73,10 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
                              err=True)
 
     with connect(profile) as host:
-        result = run_bootstrap(host, profile, model=model, cpu=cpu, prefetch=prefetch,
-                               dry_run=dry_run, token_source=token_source, report=report,
+        result = run_bootstrap(host, profile, model=model, cpu=cpu or profile.cpu,
+                               prefetch=prefetch,
+                               dry_run=dry_run, token_source=local_token_source,
+                               report=report,
                                confirm=confirm)
     if not as_json:
         if dry_run:
@@ -94,6 +89,21 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
     return {"host": result.host, "plan_hash": result.plan_hash, "up_to_date": result.up_to_date,
             "dry_run": result.dry_run, "facts": result.facts, "torch": result.torch,
             "model": result.model, "steps": result.steps, "warnings": result.warnings}
+
+
+def log_event(log: Path, event: dict[str, Any]) -> None:
+    """Append one bootstrap event to the local log (events never hold a secret)."""
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(event) + "\n")
+
+
+def local_token_source(remote_has_token: bool) -> str | None:
+    """The HF token for a bootstrap: HF_TOKEN or the local login cache; a hidden prompt
+    only on a terminal and only when the host does not already hold a token."""
+    token, _ = find_local_token()
+    if token or remote_has_token or not sys.stdin.isatty():
+        return token
+    return prompt_token()
 
 
 def render(event: dict[str, Any]) -> list[str]:
@@ -120,6 +130,8 @@ def render(event: dict[str, Any]) -> list[str]:
     if kind == "step_done":
         mark = "ok" if event["status"] == "done" else "skip"
         return [f"   {mark}: {event['step']} ({event['detail']})"]
+    if kind == "auto_bootstrap":
+        return [f"bootstrapping {event['host']}" + (" (CPU wheels)" if event.get("cpu") else "")]
     if kind == "up_to_date":
         return ["stamp matches the plan: already provisioned"]
     return []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,13 +25,41 @@ def _profile(name: str, hosts: Path | None):
 
 
 def _with_view(as_json: bool, action):
-    """Run ``action(notify)`` with the live progress view on stderr (none under --json)."""
+    """Run ``action(notify, pause)`` with the live progress view on stderr (none under
+    --json); ``pause()`` is a context in which the terminal may be used for a question."""
     if as_json:
-        return action(lambda kind, data: None)
+        return action(lambda kind, data: None, contextlib.nullcontext)
     from remote_sep.ui import LiveView
 
     with LiveView(err_console) as view:
-        return action(view)
+        return action(view, view.paused)
+
+
+def _ready_options(name: str, yes: bool, as_json: bool, notify, pause) -> Any:
+    """How `separate` may bootstrap an unprovisioned host: --yes, else ask on a terminal
+    (no terminal: fail with the hint). Bootstrap events go to the bootstrap log and, as
+    lines, to the progress view."""
+    from remote_sep.cli_bootstrap import local_token_source, log_event, log_path, render
+    from remote_sep.provision.auto import ReadyOptions
+
+    log = log_path(name)
+
+    def report(event: dict[str, Any]) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log_event(log, event)
+        for line in render(event):
+            notify("status", {"message": line})
+
+    def ask(question: str) -> bool:
+        with pause():
+            return typer.confirm(question, default=False, err=True)
+
+    def token_source(remote_has_token: bool) -> str | None:
+        with pause():
+            return local_token_source(remote_has_token)
+
+    return ReadyOptions(assume_yes=yes, ask=ask if sys.stdin.isatty() else None,
+                        report=report, token_source=token_source)
 
 
 def _print_outputs(result: dict[str, Any]) -> None:
@@ -57,12 +87,16 @@ def separate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=(
+        "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Separate the described sources out of AUDIO on a host; pull target and residual.
 
-    Ctrl-C detaches (the job runs on; `remote-sep attach JOB --host NAME` picks it up).
+    An unprovisioned host is bootstrapped first (asked on a terminal; --yes: without
+    asking). Ctrl-C detaches (the job runs on; `remote-sep attach JOB --host NAME` picks
+    it up).
     """
     from remote_sep.separate import SeparateOptions, run_separate
 
@@ -73,7 +107,9 @@ def separate(
         opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
                                chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
                                format=fmt, force=force)
-        result = _with_view(as_json, lambda notify: run_separate(audio, profile, opts, notify))
+        result = _with_view(as_json, lambda notify, pause: run_separate(
+            audio, profile, opts, notify,
+            provision=_ready_options(host, yes, as_json, notify, pause)))
         if not as_json:
             _print_outputs(result)
         return result
@@ -95,7 +131,8 @@ def attach(
 
     def action() -> dict[str, Any]:
         profile = _profile(host, hosts)
-        result = _with_view(as_json, lambda notify: run_attach(job, profile, out, notify))
+        result = _with_view(as_json, lambda notify, pause: run_attach(job, profile, out,
+                                                                        notify))
         if not as_json:
             _print_outputs(result)
         return result

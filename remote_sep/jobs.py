@@ -8,6 +8,7 @@ handful of them (bench/bench_roundtrips.py counts).
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import time
@@ -89,6 +90,9 @@ class RemoteReady:
     python: str  # interpreter that runs the payload
     payload_present: bool
     cached_sha256: str | None  # sha256 of the cached upload, None when absent
+    # The bootstrap stamp (parsed), read only when the profile names no python: lets
+    # provision.auto.ensure_ready judge the venv without a round trip of its own.
+    stamp: dict | None = None
 
 
 def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | None) -> str:
@@ -104,6 +108,8 @@ def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | No
         lines.append(f'if P=$(command -v {py}); then printf "python=%s\\n" "$P"; fi')
     else:
         lines.append('[ -x "$B/venv/bin/python" ] && printf "python=%s\\n" "$B/venv/bin/python"')
+        lines.append('[ -r "$B/venv/remote-sep-stamp.json" ] && printf "stamp=%s\\n" '
+                     '"$(tr -d \'\\n\' < "$B/venv/remote-sep-stamp.json")"')
     payload = shlex.quote(f"payload/{payload_hash}/remote_payload/__main__.py")
     lines.append(f'[ -f "$B"/{payload} ] && echo payload=1')
     if cache_name:
@@ -116,6 +122,7 @@ def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | No
 
 def parse_prepare(profile: HostProfile, text: str) -> RemoteReady:
     values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    stamp = _json_dict(values["stamp"]) if "stamp" in values else None
     if "python" not in values:
         where = (f"the profile's python {profile.python!r} was not found on the host"
                  if profile.python else "no payload interpreter on the host")
@@ -123,7 +130,15 @@ def parse_prepare(profile: HostProfile, text: str) -> RemoteReady:
                              hint=f"run: remote-sep bootstrap {profile.name}")
     return RemoteReady(base=values["base"], python=values["python"],
                        payload_present=values.get("payload") == "1",
-                       cached_sha256=values.get("cached") or None)
+                       cached_sha256=values.get("cached") or None, stamp=stamp)
+
+
+def _json_dict(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None  # a torn stamp counts as none
+    return value if isinstance(value, dict) else None
 
 
 def prepare(host, profile: HostProfile, payload_hash: str, cache_name: str | None) -> RemoteReady:

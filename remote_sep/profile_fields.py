@@ -81,6 +81,7 @@ FIELDS: dict[str, Field] = {
     "key": Field("a private key file", _string),
     "path": Field("a remote directory", _string),
     "python": Field("a remote interpreter path", _string),
+    "base_python": Field("a remote interpreter path", _string),
     "proxy_jump": Field("[user@]host[:port]", _string),
     "known_hosts": Field("a file or list of files", _string_list),
     "connect_timeout": Field("seconds", _positive),
@@ -96,4 +97,5 @@ FIELDS: dict[str, Field] = {
     "pins": Field("a list of pip requirements", _string_list),
     "pip_args": Field("a list of pip arguments", _string_list),
     "allow_sudo": Field("true or false", _boolean),
+    "cpu": Field("true or false", _boolean),
 }

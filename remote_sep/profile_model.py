@@ -23,6 +23,9 @@ class HostProfile:
     known_hosts: list[str] = field(default_factory=list)  # files to check host keys against
     path: str = "~/remote-sep"  # remote base dir; "~" is resolved on the remote
     python: str | None = None  # an existing interpreter to run the payload with
+    # The interpreter bootstrap builds P/venv with (None: the first Python >= 3.11 on PATH).
+    # Distinct from `python`: that one runs jobs and means "do not bootstrap".
+    base_python: str | None = None
     connect_timeout: float = 10.0
     # Per-host defaults for separate/batch (None: the payload's defaults).
     model: str | None = None
@@ -40,6 +43,7 @@ class HostProfile:
     pins: list[str] | None = None
     pip_args: list[str] = field(default_factory=list)  # extra pip args (e.g. --find-links)
     allow_sudo: bool = False
+    cpu: bool = False  # no NVIDIA GPU: bootstraps (also automatic ones) install CPU wheels
     source_file: str | None = None  # the hosts.yaml it came from (for messages)
     source_line: int | None = None
 

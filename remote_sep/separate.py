@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from remote_sep.errors import (
     BadAudio,
     ConfigError,
     Interrupted,
+    NotProvisioned,
     OutputExists,
     RemoteSepError,
     Unreachable,
@@ -29,6 +30,7 @@ from remote_sep.follow import Link, Notify, _quiet, file_sha256, follow_job
 from remote_sep.jobs import (
     Cursor,
     JobPaths,
+    RemoteReady,
     cache_path,
     new_job_id,
     prepare,
@@ -37,6 +39,7 @@ from remote_sep.jobs import (
 )
 from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.profile_model import HostProfile
+from remote_sep.provision.auto import ReadyOptions, ensure_ready_with
 
 
 @dataclass
@@ -133,8 +136,10 @@ def upload_extension(audio: Path) -> str:
 
 
 def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
-                 notify: Notify = _quiet, connect=None) -> dict[str, Any]:
-    """Separate one file on one host; returns the --json result body."""
+                 notify: Notify = _quiet, connect=None,
+                 provision: ReadyOptions | None = None) -> dict[str, Any]:
+    """Separate one file on one host; returns the --json result body. An unprovisioned
+    host is bootstrapped first when `provision` allows it (--yes or a yes answer)."""
     started = time.monotonic()
     audio = Path(audio).expanduser()
     settings, prefixes = check_local(audio, profile, opts)
@@ -143,7 +148,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     link = Link(profile, connect, notify=notify)
     record = None
     try:
-        ready = link.call(lambda h: prepare(h, profile, payload_hash(), cache_name))
+        ready = _ready_host(link, profile, cache_name, provision or ReadyOptions(),
+                            opts.model)
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
@@ -183,6 +189,27 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     finally:
         link.close()
     return _result(record, result, started, link)
+
+
+def _ready_host(link: Link, profile: HostProfile, cache_name: str, options: ReadyOptions,
+               model: str | None) -> RemoteReady:
+    """prepare (one round trip, which also reads the bootstrap stamp), then ensure_ready
+    judges it; after an automatic bootstrap, prepare again (the venv is new)."""
+    def prep(host) -> RemoteReady:
+        return prepare(host, profile, payload_hash(), cache_name)
+
+    try:
+        ready: RemoteReady | None = link.call(prep)
+    except NotProvisioned:
+        if profile.python:
+            raise  # the profile's own interpreter is missing: never bootstrap over it
+        ready = None
+    stamp = ready.stamp if ready else None
+    options = replace(options, model=options.model or model)
+    # Not retried through the link: it may ask a question, and the bootstrap it may run
+    # resumes by itself when simply run again.
+    ensure_ready_with(link.host, profile, options, stamp=stamp)
+    return ready if ready is not None else link.call(prep)
 
 
 def run_attach(job_id: str, profile: HostProfile, out: str | None = None,

@@ -7,6 +7,8 @@ rendering is deterministic for a given event list (tests render into a StringIO 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +141,15 @@ class LiveView:
         for message in self.state.messages[before:]:
             self.console.print(message, markup=False, highlight=False, soft_wrap=True)
         self._live.refresh()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing while the user is asked something on the same terminal."""
+        self._live.stop()
+        try:
+            yield
+        finally:
+            self._live.start()
 
     def __enter__(self) -> LiveView:
         self._live.start()

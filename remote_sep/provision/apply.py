@@ -41,7 +41,8 @@ class BootstrapResult:
 
 
 def inspect(host: Host, profile: HostProfile) -> HostFacts:
-    script = facts_script(profile.path, profile.hf_home, profile.python, _prelude(profile))
+    # base_python, not python: `python` is what jobs run with, not what the venv is made from.
+    script = facts_script(profile.path, profile.hf_home, profile.base_python, _prelude(profile))
     return parse_facts(host.run(script, check=False).text)
 
 
@@ -75,6 +76,10 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
     facts = inspect(host, profile)
     report({"event": "inspect", **facts_summary(facts)})
     plan = build_plan(facts, profile, model=model, cpu=cpu, prefetch=prefetch)
+    if profile.python:
+        plan.warnings.append(
+            f"the profile sets python: {profile.python}; separate and batch run jobs with it, "
+            f"not with the venv this bootstrap builds (remove `python:` to use the venv)")
     choice = plan.torch
     result = BootstrapResult(
         host=profile.name, plan_hash=plan.plan_hash, up_to_date=stamp_matches(facts.stamp, plan),

@@ -40,7 +40,8 @@ def env_prelude(path_prepend: Iterable[str], env: Mapping[str, str]) -> str:
 
 def facts_script(base: str, hf_home: str | None, python: str | None, prelude: str) -> str:
     """The inspection script; prints one `key=value` per line (values never multi-line)."""
-    candidates = " ".join(shlex.quote(p) for p in ([python] if python else PYTHON_CANDIDATES))
+    candidates = (remote_path_expr(python) if python  # the profile's base_python; may be ~/…
+                  else " ".join(shlex.quote(p) for p in PYTHON_CANDIDATES))
     check = "import sys; print(sys.executable, '%d.%d' % sys.version_info[:2])"
     return prelude + f"""\
 BASE={remote_path_expr(base)}

@@ -108,7 +108,7 @@ class FactsUsed:
                 + (f" (found: {', '.join(f'{p} {v[0]}.{v[1]}' for p, v in facts.pythons)})"
                    if facts.pythons else ""),
                 hint="install python3.11 (e.g. apt-get install python3.11 python3.11-venv) "
-                "or set `python:` in the host profile",
+                "or set `base_python:` in the host profile",
                 kind="not_provisioned",
             )
         return cls(facts.base, facts.python, None if cpu else facts.cuda, None if cpu else cc, cpu)

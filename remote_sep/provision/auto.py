@@ -1,0 +1,100 @@
+"""Make sure a host can run the payload, bootstrapping it first when that is allowed.
+
+The one place `separate` and `batch` decide "ready, bootstrap, or fail":
+- the profile names a `python`: that interpreter runs jobs and the host is never
+  bootstrapped automatically (whether it exists is checked by jobs.prepare);
+- else the bootstrap stamp must be complete and match the profile's plan
+  (stamp.check_stamp); when it does not, the host is bootstrapped if the user said `--yes`
+  or answers yes to `ask(question)`, otherwise NotProvisioned (exit 9) with the hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from remote_sep.errors import NotProvisioned
+from remote_sep.hostbase import Host
+from remote_sep.profile_model import HostProfile
+from remote_sep.provision.apply import Report, TokenSource, bootstrap
+from remote_sep.provision.plan import venv_python
+from remote_sep.provision.stamp import check_stamp, parse_stamp, read_stamp_script
+
+UNREAD: Any = object()  # `stamp=` default: read the stamp here (one round trip)
+Ask = Callable[[str], bool]  # (question) -> the user's answer
+
+
+def _drop(event: dict[str, Any]) -> None:
+    pass
+
+
+def _no_token(remote_has_token: bool) -> str | None:
+    return None
+
+
+@dataclass
+class ReadyOptions:
+    """How a command may provision a host on the fly (built by the CLI layer)."""
+
+    assume_yes: bool = False  # --yes: bootstrap without asking
+    ask: Ask | None = None  # None: nobody to ask (no terminal) -> fail with the hint
+    report: Report = _drop  # bootstrap events (see provision/apply.py)
+    token_source: TokenSource = _no_token  # the local HF token (may prompt)
+    model: str | None = None  # the model whose gated access the bootstrap checks
+
+
+def ensure_ready(host: Host, profile: HostProfile, *, assume_yes: bool = False,
+                 ask: Ask | None = None, report: Report = _drop,
+                 token_source: TokenSource = _no_token, model: str | None = None,
+                 stamp: Any = UNREAD) -> str:
+    """The interpreter jobs on this host run with, bootstrapping the host first if needed
+    and allowed. Costs one round trip on a ready host (none when the caller passes the
+    `stamp` it already read, e.g. from jobs.prepare). The venv path is returned as the
+    profile writes it ('~' unresolved); jobs.prepare gives the resolved one.
+
+    Raises NotProvisioned when the host needs a bootstrap and it was not allowed, and any
+    bootstrap error (gated, auth, no_gpu, disk_full, …) when the bootstrap fails."""
+    if profile.python:
+        return profile.python
+    if stamp is UNREAD:
+        result = host.run(read_stamp_script(profile.path), check=False)
+        stamp = parse_stamp(result.stdout.decode("utf-8", "replace"))
+    try:
+        check_stamp(profile, stamp)
+        return venv_python(profile.path)
+    except NotProvisioned as problem:
+        _allowed(profile, problem, assume_yes, ask)
+    # A host bootstrapped with --cpu earlier stays a CPU host when its plan is redone.
+    cpu = profile.cpu or bool(((stamp or {}).get("facts") or {}).get("cpu"))
+    report({"event": "auto_bootstrap", "host": profile.name, "cpu": cpu})
+    bootstrap(host, profile, model=model, cpu=cpu, token_source=token_source, report=report,
+              confirm=lambda plan: True)  # the user already agreed (or said --yes)
+    return venv_python(profile.path)
+
+
+def ensure_ready_with(host: Host, profile: HostProfile, options: ReadyOptions,
+                      stamp: Any = UNREAD) -> str:
+    """`ensure_ready` with the options a CLI built once (several hosts share them)."""
+    return ensure_ready(host, profile, assume_yes=options.assume_yes, ask=options.ask,
+                        report=options.report, token_source=options.token_source,
+                        model=options.model, stamp=stamp)
+
+
+def question(profile: HostProfile, problem: NotProvisioned) -> str:
+    return f"Host {profile.name} is not provisioned ({problem.message}). Bootstrap it now?"
+
+
+def _allowed(profile: HostProfile, problem: NotProvisioned, assume_yes: bool,
+             ask: Ask | None) -> None:
+    """Return when the bootstrap may go ahead; raise NotProvisioned when it may not."""
+    if assume_yes:
+        return
+    hint = (f"run: remote-sep bootstrap {profile.name} (or pass --yes to bootstrap it "
+            "automatically)")
+    if ask is None:
+        raise NotProvisioned(f"host {profile.name} is not provisioned ({problem.message})",
+                             hint=hint)
+    if not ask(question(profile, problem)):
+        raise NotProvisioned(f"host {profile.name} is not provisioned; bootstrap declined",
+                             hint=hint)
