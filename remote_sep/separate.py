@@ -21,7 +21,6 @@ from remote_sep.errors import (
     BadAudio,
     ConfigError,
     Interrupted,
-    NotProvisioned,
     OutputExists,
     RemoteSepError,
     Unreachable,
@@ -39,7 +38,7 @@ from remote_sep.jobs import (
 )
 from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.profile_model import HostProfile
-from remote_sep.provision.auto import ReadyOptions, ensure_ready_with
+from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
 
 @dataclass
@@ -193,23 +192,12 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
 
 def _ready_host(link: Link, profile: HostProfile, cache_name: str, options: ReadyOptions,
                model: str | None) -> RemoteReady:
-    """prepare (one round trip, which also reads the bootstrap stamp), then ensure_ready
-    judges it; after an automatic bootstrap, prepare again (the venv is new)."""
-    def prep(host) -> RemoteReady:
-        return prepare(host, profile, payload_hash(), cache_name)
-
-    try:
-        ready: RemoteReady | None = link.call(prep)
-    except NotProvisioned:
-        if profile.python:
-            raise  # the profile's own interpreter is missing: never bootstrap over it
-        ready = None
-    stamp = ready.stamp if ready else None
+    """prepare (which also reads the bootstrap stamp), bootstrapping first if allowed."""
     options = replace(options, model=options.model or model)
-    # Not retried through the link: it may ask a question, and the bootstrap it may run
-    # resumes by itself when simply run again.
-    ensure_ready_with(link.host, profile, options, stamp=stamp)
-    return ready if ready is not None else link.call(prep)
+    # The bootstrap is not retried through the link: it may ask a question, and a bootstrap
+    # cut short resumes by itself when simply run again.
+    return prepare_ready(lambda: link.host, profile, options, lambda: link.call(
+        lambda h: prepare(h, profile, payload_hash(), cache_name)))
 
 
 def run_attach(job_id: str, profile: HostProfile, out: str | None = None,

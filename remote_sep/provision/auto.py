@@ -10,9 +10,10 @@ The one place `separate` and `batch` decide "ready, bootstrap, or fail":
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remote_sep.errors import NotProvisioned
 from remote_sep.hostbase import Host
@@ -21,6 +22,10 @@ from remote_sep.provision.apply import Report, TokenSource, bootstrap
 from remote_sep.provision.plan import venv_python
 from remote_sep.provision.stamp import check_stamp, parse_stamp, read_stamp_script
 
+if TYPE_CHECKING:
+    from remote_sep.jobs import RemoteReady
+
+_ASK_LOCK = threading.Lock()
 UNREAD: Any = object()  # `stamp=` default: read the stamp here (one round trip)
 Ask = Callable[[str], bool]  # (question) -> the user's answer
 
@@ -81,8 +86,31 @@ def ensure_ready_with(host: Host, profile: HostProfile, options: ReadyOptions,
                         model=options.model, stamp=stamp)
 
 
+def prepare_ready(current_host: Callable[[], Host], profile: HostProfile,
+                  options: ReadyOptions, prepare: Callable[[], RemoteReady]) -> RemoteReady:
+    """`prepare` (jobs.prepare bound to its arguments: one round trip that also reads the
+    stamp), judged by ensure_ready; after a bootstrap that made the venv, prepare again.
+    The way separate and batch get a host ready before their first job. `current_host()`
+    is the connection to bootstrap over (a reconnecting caller's newest one)."""
+    try:
+        ready: RemoteReady | None = prepare()
+    except NotProvisioned:
+        if profile.python:
+            raise  # the profile's own interpreter is missing: never bootstrap over it
+        ready = None
+    ensure_ready_with(current_host(), profile, options, stamp=ready.stamp if ready else None)
+    return ready if ready is not None else prepare()
+
+
+def _why(profile: HostProfile, problem: NotProvisioned) -> str:
+    """'host X is not provisioned' plus the stamp's reason when it says more."""
+    plain = f"host {profile.name} is not provisioned"
+    return plain if problem.message == plain else f"{plain} ({problem.message})"
+
+
 def question(profile: HostProfile, problem: NotProvisioned) -> str:
-    return f"Host {profile.name} is not provisioned ({problem.message}). Bootstrap it now?"
+    why = _why(profile, problem)
+    return f"{why[0].upper()}{why[1:]}. Bootstrap it now?"
 
 
 def _allowed(profile: HostProfile, problem: NotProvisioned, assume_yes: bool,
@@ -93,8 +121,8 @@ def _allowed(profile: HostProfile, problem: NotProvisioned, assume_yes: bool,
     hint = (f"run: remote-sep bootstrap {profile.name} (or pass --yes to bootstrap it "
             "automatically)")
     if ask is None:
-        raise NotProvisioned(f"host {profile.name} is not provisioned ({problem.message})",
-                             hint=hint)
-    if not ask(question(profile, problem)):
-        raise NotProvisioned(f"host {profile.name} is not provisioned; bootstrap declined",
-                             hint=hint)
+        raise NotProvisioned(_why(profile, problem), hint=hint)
+    with _ASK_LOCK:  # batch: several host threads, one terminal
+        answer = ask(question(profile, problem))
+    if not answer:
+        raise NotProvisioned(f"{_why(profile, problem)}; bootstrap declined", hint=hint)
