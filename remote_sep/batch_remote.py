@@ -1,27 +1,43 @@
 """One batch worker job on one host: start it, drop items into its inbox, read its events,
 pull outputs. Built on jobs.py's primitives (layout, prepare, detached start, event cursor).
 
-Item files go to ``P/jobs/<id>/inbox/<seq>-<item>.json`` through ``Host.write_bytes``
-(tmp + rename, so the worker never reads half a file); ``inbox/CLOSE`` ends the worker once
-the inbox is empty. Events are read by offset over SFTP (no shell per poll).
+Round trips are what a slow link costs, so every step moves many units at once:
+- ``submit_many``: ONE exec carries a tar of the units' small inputs and item files; the
+  remote script unpacks it in a staging folder, moves inputs into the content-addressed
+  cache and renames the item files into ``inbox/`` (so the worker never reads half a file).
+  Inputs over ``INLINE_MAX`` go by SFTP first (fast for big files, latency amortized).
+- ``pull_many``: ONE ``cat`` of the small outputs of every finished unit, split locally by
+  the sizes in their ``item_done`` events, sha256-checked, tmp + rename; big outputs by SFTP.
+- events come from a streaming ``tail -f`` (batch_pipe.EventFeed), or by offset over SFTP.
+``inbox/CLOSE`` ends the worker once the inbox is empty.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import secrets
 import shlex
+import tarfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from remote_payload.manifest import Item, Manifest, Settings, item_to_json
+from remote_payload.protocol import ERROR, ITEM_DONE
 from remote_sep import jobs
+from remote_sep.batch_pipe import Ewma
 from remote_sep.batch_plan import Unit
 from remote_sep.errors import TransferError
 from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.profile_model import HostProfile
 
 READ_LIMIT = 1 << 20  # bytes of events read per poll
+INLINE_MAX = 8 << 20  # a file this small travels inside a bundle (in memory), not by SFTP
+BUNDLE_MAX = 32 << 20  # bytes per upload or download bundle
 
 
 def prepare(host: Any, profile: HostProfile) -> jobs.RemoteReady:
@@ -53,7 +69,10 @@ def retire_jobs(host: Any, base: str, job_ids: list[str]) -> None:
 
 
 class WorkerJob:
-    """The laptop's handle on one long-lived payload worker (survives reconnects)."""
+    """The laptop's handle on one long-lived payload worker (survives reconnects).
+
+    Shared by the host's pump thread (events, pulls) and its uploader thread (submits):
+    the maps below are guarded by ``lock``."""
 
     def __init__(self, host: Any, profile: HostProfile, paths: jobs.JobPaths, pid: int,
                  input_shas: dict[Path, str]):
@@ -63,14 +82,20 @@ class WorkerJob:
         self.pid = pid
         self.input_shas = input_shas
         self.cursor = jobs.Cursor()
+        self.lock = threading.Lock()
         self.inflight: dict[str, Unit] = {}  # unit key -> unit, sent and not finished here
+        self.queued_remote: set[str] = set()  # sent, no item_done/error yet (the GPU's queue)
         self.items: dict[str, Unit] = {}  # remote item id -> unit (everything ever sent)
         self.started_at: dict[str, float] = {}
-        self.cached: set[str] = set()  # cache names known present on the remote
-        self.backlog: list[dict[str, Any]] = []  # read, not yet handled
+        self.cached: set[str] | None = None  # cache names present on the remote (None: ask)
+        self.incoming: list[dict[str, Any]] = []  # read by the feed thread, not yet taken
+        self.backlog: list[dict[str, Any]] = []  # taken by the pump, not yet handled
+        self.upload_wake: threading.Event | None = None  # set when the GPU queue shrinks
+        self.item_s = Ewma()  # GPU seconds per unit, from item_done events as they arrive
         self.ended = False
         self.end_reason = ""
         self.closed = False
+        self._partial = b""  # bytes of an event line not yet complete (streamed reads)
         self._seq = 0
 
     @property
@@ -84,65 +109,223 @@ class WorkerJob:
         ready = prepare(host, profile)
         paths = jobs.JobPaths(ready.base, job_id)
         manifest = Manifest(job_id=paths.job_id, settings=Settings(**settings), items=[])
-        pid = jobs.start_job(host, profile, paths, manifest.to_json(), ready.python,
-                             payload_dir(ready.base), inbox=True)
-        return cls(host, profile, paths, pid, input_shas)
+        job = cls(host, profile, paths, 0, input_shas)
+        # The cache question travels beside the start (its own channel): one round trip less.
+        asked = threading.Thread(target=job._check_cache_quietly, daemon=True)
+        asked.start()
+        job.pid = jobs.start_job(host, profile, paths, manifest.to_json(), ready.python,
+                                 payload_dir(ready.base), inbox=True)
+        asked.join()
+        return job
 
-    def submit(self, unit: Unit) -> str:
-        """Upload the unit's input (content addressed) and drop its item into the inbox."""
-        sha = self.input_shas[unit.input]
-        name = f"{sha}{unit.input.suffix.lower()}"
-        remote_input = jobs.cache_path(self.paths.base, sha, unit.input.suffix.lower())
-        if name not in self.cached:
-            if self.host.size(remote_input) is None:
-                self.host.put_file(unit.input, remote_input)
-            self.cached.add(name)
-        item_id = f"u{unit.index}"
-        item = Item(id=item_id, input=remote_input, descriptions=[unit.description],
-                    prefixes=[f"out/{item_id}"])
-        self._seq += 1
-        self.items[item_id] = unit  # before the write: a write that lands but fails still maps
-        self.host.write_bytes(f"{self.paths.inbox}/{self._seq:06d}-{item_id}.json",
-                              item_to_json(item).encode())
-        self.inflight[unit.key] = unit
-        self.started_at[unit.key] = time.monotonic()
-        return item_id
+    # --- sending ----------------------------------------------------------------------
+    def _cache_name(self, unit: Unit) -> str:
+        return f"{self.input_shas[unit.input]}{unit.input.suffix.lower()}"
+
+    def check_cache(self) -> None:
+        """One round trip: which of the batch's inputs the remote cache holds already."""
+        names = sorted({f"{sha}{path.suffix.lower()}" for path, sha in self.input_shas.items()})
+        cache = shlex.quote(f"{self.paths.base}/cache")
+        script = (f"cd {cache} 2>/dev/null || exit 0\n"
+                  'while IFS= read -r n; do [ -f "$n" ] && printf "%s\\n" "$n"; done\nexit 0\n')
+        result = self.host.run(script, stdin="\n".join(names).encode() + b"\n")
+        self.cached = set(result.text.split()) & set(names)
+
+    def _check_cache_quietly(self) -> None:
+        try:
+            self.check_cache()
+        except Exception:  # noqa: BLE001 - asked again by the first submit
+            self.cached = None
+
+    def submit_many(self, units: list[Unit]) -> list[str]:
+        """Upload the units' inputs (content addressed, never twice) and drop their items
+        into the inbox, in one exec (big inputs by SFTP before it). Returns item ids."""
+        if self.cached is None:
+            self.check_cache()
+        assert self.cached is not None
+        bundle, inline, inline_bytes, ids = io.BytesIO(), {}, 0, []
+        for unit in units:
+            name = self._cache_name(unit)
+            if name in self.cached or name in inline:
+                continue
+            size = unit.input.stat().st_size
+            if size <= INLINE_MAX and inline_bytes + size <= BUNDLE_MAX:
+                inline[name], inline_bytes = unit.input, inline_bytes + size
+            else:
+                self.host.put_file(unit.input, f"{self.paths.base}/cache/{name}")
+                self.cached.add(name)
+        with tarfile.open(fileobj=bundle, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, path in inline.items():
+                _add(tar, f"c/{name}", path.read_bytes())
+            for unit in units:
+                item_id = f"u{unit.index}"
+                item = Item(id=item_id, input=jobs.cache_path(
+                    self.paths.base, self.input_shas[unit.input], unit.input.suffix.lower()),
+                    descriptions=[unit.description], prefixes=[f"out/{item_id}"])
+                self._seq += 1
+                _add(tar, f"i/{self._seq:06d}-{item_id}.json", item_to_json(item).encode())
+                ids.append(item_id)
+                with self.lock:  # before the exec: its events may come before its answer
+                    self.items[item_id] = unit
+                    self.inflight[unit.key] = unit
+                    self.queued_remote.add(unit.key)
+                    self.started_at[unit.key] = time.monotonic()
+        self.host.run(self._unpack_script(), stdin=bundle.getvalue())
+        self.cached.update(inline)
+        return ids
+
+    def _unpack_script(self) -> str:
+        job, cache = shlex.quote(self.paths.dir), shlex.quote(f"{self.paths.base}/cache")
+        stage = shlex.quote(f"{self.paths.dir}/.up-{secrets.token_hex(4)}")
+        return "\n".join([
+            "set -e", f"S={stage}", 'mkdir -p "$S"', 'trap \'rm -rf "$S"\' EXIT',
+            'tar -x --no-same-owner -f - -C "$S"',
+            f'if [ -d "$S/c" ]; then for f in "$S"/c/*; do mv -f "$f" {cache}/; done; fi',
+            # sorted glob: the worker takes items in the order they were sent
+            f'for f in "$S"/i/*.json; do mv "$f" {job}/inbox/; done', ""])
 
     def unit_of(self, item_id: Any) -> Unit | None:
         return self.items.get(item_id) if isinstance(item_id, str) else None
 
-    def handle_events(self, handler: Callable[[WorkerJob, dict[str, Any]], None]) -> int:
-        """Read new events (one SFTP read) and hand each to ``handler``. An event leaves the
-        backlog only once handled: a link cut while pulling an output retries that event
-        after the reconnect instead of losing it. Returns how many were handled."""
+    # --- events -----------------------------------------------------------------------
+    def add_data(self, data: bytes) -> None:
+        """Streamed event bytes (they continue where the last ones stopped); called on the
+        feed thread, so the uploader hears at once that the GPU's queue shrank."""
+        if data:
+            buffer = self._partial + data
+            before = self.cursor.offset
+            events = jobs.consume(self.cursor, buffer)
+            self._partial = buffer[self.cursor.offset - before:]
+            self._arrived(events)
+
+    def read_events(self) -> None:
+        """New events by one SFTP read from the cursor (no stream, or after one ended)."""
+        self._partial = b""
         data = self.host.read_bytes(self.paths.events, self.cursor.offset, READ_LIMIT)
         if data:
-            self.backlog.extend(jobs.consume(self.cursor, data))
-        handled = 0
-        while self.backlog:
-            handler(self, self.backlog[0])
-            self.backlog.pop(0)
-            handled += 1
-        return handled
+            self._arrived(jobs.consume(self.cursor, data))
+
+    def _arrived(self, events: list[dict[str, Any]]) -> None:
+        shrank = False
+        with self.lock:
+            for event in events:
+                unit = self.unit_of(event.get("item"))
+                if unit is not None and event.get("event") in (ITEM_DONE, ERROR):
+                    shrank = True
+                    self.queued_remote.discard(unit.key)
+                    if event.get("seconds") and not event.get("skipped"):
+                        self.item_s.add(float(event["seconds"]))
+            self.incoming.extend(events)
+        if shrank and self.upload_wake is not None:
+            self.upload_wake.set()
+
+    def handle_backlog(self, handler: Callable[[WorkerJob, dict[str, Any]], None],
+                       pull: Callable[[WorkerJob, list[dict[str, Any]]], None]) -> int:
+        """Hand each new event to ``handler``, except ``item_done``s, which go to ``pull``
+        together (one bundle). Those leave the backlog only once pulled: a link cut while
+        pulling retries them after the reconnect (a unit already completed is skipped
+        then). Returns how many events there were."""
+        with self.lock:
+            self.backlog.extend(self.incoming)
+            self.incoming = []
+        count, dones = len(self.backlog), []
+        for event in self.backlog:
+            if event.get("event") == ITEM_DONE and self.unit_of(event.get("item")):
+                dones.append(event)
+            else:
+                handler(self, event)
+        self.backlog = dones
+        if dones:
+            pull(self, dones)
+        self.backlog = []
+        return count
 
     def alive(self) -> bool:
-        result = self.host.run(f"kill -0 {int(self.pid)} 2>/dev/null", check=False)
+        """Is the worker process running (a zombie counts as gone)?"""
+        result = self.host.run(jobs.ALIVE_FN + f"alive {int(self.pid)}", check=False)
         return result.exit_code == 0
 
-    def pull(self, unit: Unit, outputs: dict[str, Any]) -> dict[str, str]:
-        """Fetch the unit's outputs, sha256-verified against the event, tmp + rename."""
+    def follow_command(self) -> str:
+        """Stream events.jsonl from the cursor until the worker exits (GNU tail, inotify)."""
+        return (f"exec tail -c +{self.cursor.offset + 1} --pid={int(self.pid)} -s 0.1 -f "
+                f"{shlex.quote(self.paths.events)}")
+
+    # --- pulling ----------------------------------------------------------------------
+    def pull_many(self, todo: list[tuple[Unit, dict[str, Any]]],
+                  done: Callable[[Unit, dict[str, str]], None]) -> None:
+        """Fetch the outputs of finished units: small ones in ``cat`` bundles (one round
+        trip each), big ones by SFTP; each sha256-checked against its event, tmp + rename,
+        then ``done(unit, shas)``."""
+        bundle: list[tuple[Unit, list[tuple[str, str, int, str | None]]]] = []
+        bundle_bytes = 0
+        for unit, outputs in todo:
+            files = []
+            for role in unit.outputs:
+                info = outputs.get(role)
+                if not isinstance(info, dict) or not info.get("path"):
+                    raise TransferError(f"{unit.label}: the worker reported no {role} output")
+                files.append((role, self.paths.resolve(str(info["path"])),
+                              info.get("bytes"), info.get("sha256")))
+            size = sum(f[2] if isinstance(f[2], int) else INLINE_MAX + 1 for f in files)
+            if size > INLINE_MAX:
+                done(unit, self._pull_sftp(unit, files))
+                continue
+            if bundle_bytes + size > BUNDLE_MAX:
+                self._pull_cat(bundle, done)
+                bundle, bundle_bytes = [], 0
+            bundle.append((unit, files))
+            bundle_bytes += size
+        if bundle:
+            self._pull_cat(bundle, done)
+
+    def _pull_sftp(self, unit: Unit, files: list) -> dict[str, str]:
         shas = {}
-        for role, local in unit.outputs.items():
-            info = outputs.get(role)
-            if not isinstance(info, dict) or not info.get("path"):
-                raise TransferError(f"{unit.label}: the worker reported no {role} output")
+        for role, remote, _, sha in files:
+            local = unit.outputs[role]
             local.parent.mkdir(parents=True, exist_ok=True)
-            shas[role] = self.host.get_file(self.paths.resolve(str(info["path"])), local,
-                                            expected_sha256=info.get("sha256"))
+            shas[role] = self.host.get_file(remote, local, expected_sha256=sha)
         return shas
+
+    def _pull_cat(self, bundle: list, done: Callable[[Unit, dict[str, str]], None]) -> None:
+        paths = [remote for _, files in bundle for _, remote, _, _ in files]
+        result = self.host.run(["cat", "--", *paths], check=False)
+        data, at = result.stdout, 0
+        if result.exit_code != 0 or len(data) != sum(f[2] for _, fs in bundle for f in fs):
+            raise TransferError(f"pulling {len(paths)} outputs from {self.host.name} failed "
+                                f"(exit {result.exit_code}): "
+                                f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+        for unit, files in bundle:
+            shas = {}
+            for role, remote, size, sha in files:
+                shas[role] = _write_verified(unit.outputs[role], data[at:at + size], sha,
+                                             f"{remote} from {self.host.name}")
+                at += size
+            done(unit, shas)
 
     def close_inbox(self) -> None:
         """No more items: the worker finishes what its inbox holds, then exits."""
-        if not self.closed:
-            self.host.write_bytes(f"{self.paths.inbox}/CLOSE", b"")
+        if not self.closed:  # an exec: cheaper than opening SFTP just for this marker
+            self.host.run(f": > {shlex.quote(self.paths.inbox)}/CLOSE")
             self.closed = True
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _write_verified(local: Path, data: bytes, expected: str | None, what: str) -> str:
+    """Write ``data`` to ``local`` by temp name + rename once its sha256 is the expected one."""
+    got = hashlib.sha256(data).hexdigest()
+    if expected and got != expected.lower():
+        raise TransferError(f"{what} arrived with sha256 {got}, expected {expected}; the file "
+                            "was not written", hint="run the command again to retry the pull")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.part-{secrets.token_hex(4)}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, local)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return got

@@ -56,9 +56,14 @@ class BatchState:
         return True
 
     def mark_sent(self, unit: Unit, fingerprint: str, host: str, job: str, item: str) -> None:
+        self.mark_sent_many([(unit, fingerprint, item)], host, job)
+
+    def mark_sent_many(self, sent: list[tuple[Unit, str, str]], host: str, job: str) -> None:
+        """(unit, fingerprint, remote item id) for each unit of one bundle: one save."""
         with self._lock:
-            self.sent[unit.key] = {"host": host, "job": job, "item": item,
-                                   "fingerprint": fingerprint}
+            for unit, fingerprint, item in sent:
+                self.sent[unit.key] = {"host": host, "job": job, "item": item,
+                                       "fingerprint": fingerprint}
             self._save()
 
     def mark_done(self, unit: Unit, fingerprint: str, shas: dict[str, str], host: str) -> None:

@@ -78,7 +78,7 @@ def run_batch(
             queue.results[unit.key].outputs = dict(state.done[unit.key]["outputs"])
     stop = threading.Event()
     workers = [HostWorker(p, queue, state, fingerprints, settings, input_shas, connect, stop,
-                          options) for p in profiles]
+                          options, fleet_size=len(profiles)) for p in profiles]
     run = BatchRun(plan, queue, workers, started=time.monotonic())
     if queue.pending():
         with _interrupts(run, stop):
@@ -92,9 +92,30 @@ def run_batch(
                     break
             for worker in workers:
                 worker.join(timeout=1.0 if stop.is_set() else None)
+            if not stop.is_set():
+                _close_leftovers(workers, (options or WorkerOptions()).close_wait_s)
     if on_tick is not None:
         on_tick(run)
     return _report(plan, queue, workers, state, detached=stop.is_set())
+
+
+def _close_leftovers(workers: list[HostWorker], wait_s: float) -> None:
+    """Workers on hosts lost mid-batch still wait on their inboxes: close them, best effort,
+    all at once and for at most ``wait_s`` (a host still down stays as it is; the next run
+    of the batch retires its worker)."""
+    def close(worker: HostWorker) -> None:
+        try:
+            worker.close_leftovers()
+        except Exception:  # noqa: BLE001 - best effort: the host may still be down
+            pass
+
+    threads = [threading.Thread(target=close, args=(w,), daemon=True, name=f"close-{w.name}")
+               for w in workers if w.job is not None and not w.job.closed]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + wait_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _interrupts:

@@ -1,8 +1,10 @@
 """One host's part of a batch: a thread that keeps one long-lived payload worker fed.
 
-Loop: keep the remote inbox ``ahead`` units ahead (upload the next input while the GPU
-works), read new events by offset, pull each unit's outputs as soon as its ``item_done``
-arrives (sha256-verified, tmp + rename), and report to the shared WorkQueue.
+Three activities overlap, on channels of one SSH connection (batch_pipe.py): an uploader
+thread keeps the remote inbox deep enough to cover a round trip (bundles of units per
+exec); an event feed streams events.jsonl as it grows; this thread handles the events and
+pulls the outputs of every unit finished meanwhile in one bundle (sha256-verified, tmp +
+rename), then reports to the shared WorkQueue.
 
 Failures: a link error reconnects with back-off; beyond ``retry_budget`` consecutive
 failures the host's unfinished units go back to the shared queue, but the thread keeps
@@ -12,6 +14,7 @@ that dies is restarted once per ``max_restarts``; its unfinished units are relea
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from typing import Any
 
 from remote_payload.protocol import BYE, CHUNK, ERROR, ITEM_DONE, ITEM_START, LOAD
 from remote_sep import jobs
+from remote_sep.batch_pipe import EventFeed, Ewma, Uploader, queue_depth, timed
 from remote_sep.batch_plan import Unit
 from remote_sep.batch_queue import DONE, FAILED, QUEUED, SKIPPED, WorkQueue
 from remote_sep.batch_remote import WorkerJob, old_job_events, prepare, retire_jobs
@@ -54,13 +58,15 @@ class HostStatus:
 
 @dataclass
 class WorkerOptions:
-    ahead: int = 2  # units in the remote inbox beyond the one on the GPU
+    ahead: int = 2  # units in the remote inbox beyond the one on the GPU (at least)
+    max_ahead: int = 16  # a slow link may raise it up to this (batch_pipe.queue_depth)
     retry_budget: int = 3  # consecutive link failures before releasing the host's units
     backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
     max_restarts: int = 1  # worker deaths tolerated per host
     poll: float = 0.03  # seconds between event reads when nothing happened
     liveness_every: float = 2.0  # check the worker pid after this long without events
     give_up_s: float = 60.0  # a host failing this long leaves the batch
+    close_wait_s: float = 5.0  # at the end: time to close workers of hosts we lost touch with
 
 
 class HostWorker(threading.Thread):
@@ -68,7 +74,7 @@ class HostWorker(threading.Thread):
                  fingerprints: dict[str, str], settings: dict[str, Any],
                  input_shas: dict[Path, str], connect: Callable[[HostProfile], Any],
                  stop: threading.Event,
-                 options: WorkerOptions | None = None):
+                 options: WorkerOptions | None = None, fleet_size: int = 1):
         super().__init__(name=f"batch-{profile.name}", daemon=True)
         self.profile = profile
         self.queue = queue
@@ -81,7 +87,9 @@ class HostWorker(threading.Thread):
         self.opts = options or WorkerOptions()
         self.status = HostStatus(profile.name)
         self.job: WorkerJob | None = None
+        self.fleet_size = fleet_size
         self._restarts = 0
+        self._link_s = Ewma()  # seconds per upload bundle (round trips + bytes)
         self._started_ids: list[str] = []  # job ids this thread tried to start
 
     @property
@@ -158,10 +166,8 @@ class HostWorker(threading.Thread):
             old = WorkerJob(host, self.profile, jobs.JobPaths(ready.base, job_id), 0,
                             self.input_shas)
             old.items = dict(items)
-            for event in old_job_events(host, ready.base, job_id):
-                unit = old.unit_of(event.get("item"))
-                if event.get("event") == ITEM_DONE and unit is not None:
-                    self._pull(old, unit, event)
+            self._pull_many(old, [e for e in old_job_events(host, ready.base, job_id)
+                                  if e.get("event") == ITEM_DONE and old.unit_of(e.get("item"))])
         retire_jobs(host, ready.base, old_ids)
         self._started_ids.clear()
 
@@ -174,52 +180,118 @@ class HostWorker(threading.Thread):
         """Does our worker still hold units nobody has finished?"""
         if self.job is None:
             return False
-        for key in list(self.job.inflight):
-            if self.queue.results[key].status in (DONE, SKIPPED, FAILED):
-                del self.job.inflight[key]  # finished elsewhere (after a failover)
-        return bool(self.job.inflight)
+        with self.job.lock:
+            for key in list(self.job.inflight):
+                if self.queue.results[key].status in (DONE, SKIPPED, FAILED):
+                    del self.job.inflight[key]  # finished elsewhere (after a failover)
+            return bool(self.job.inflight)
+
+    def close_leftovers(self) -> None:
+        """Best effort once the batch is over: a worker on a host we lost touch with (its
+        units went to other hosts) still waits on its inbox. Drop its untaken items and
+        close it, so it finishes what it holds and exits (bounded by the caller)."""
+        job = self.job
+        if job is None or job.closed:
+            return
+        host = self.connect_fn(self.profile)
+        try:
+            retire_jobs(host, job.paths.base, [job.job_id])
+            job.closed = True
+        finally:
+            _close_quietly(host)
 
     # --- the steady state --------------------------------------------------------------
     def _pump(self) -> None:
         job = self.job
         assert job is not None
+        events_wake, upload_wake = threading.Event(), threading.Event()
+        job.upload_wake = upload_wake
+        feed: EventFeed | None = EventFeed(job.host, job.follow_command(), job.add_data,
+                                           events_wake)
+        uploader = Uploader(lambda: self._feed(job), upload_wake, self.opts.poll)
+        uploader.start()
         quiet_since = time.monotonic()
-        while not self.stop.is_set():
-            busy = self._feed(job)
-            events = job.handle_events(self._on_event)
-            if events:
-                quiet_since = time.monotonic()
-            if self.queue.all_settled() and not self._waiting():
-                return
-            if job.ended:
-                raise _WorkerDied(f"worker ended early ({job.end_reason})")
-            if busy or events:
-                continue
-            if time.monotonic() - quiet_since > self.opts.liveness_every:
-                quiet_since = time.monotonic()
-                if not job.alive():
-                    job.handle_events(self._on_event)
-                    if job.inflight or not job.ended:
-                        raise _WorkerDied("worker process died")
-            self.queue.wait(self.opts.poll)
+        try:
+            while not self.stop.is_set():
+                if uploader.error is not None:
+                    raise uploader.error
+                if feed is not None:
+                    if feed.error is not None:
+                        raise feed.error
+                    if feed.ended:  # the worker exited, or tail cannot follow here: poll
+                        feed.close()
+                        feed = None
+                        self._check_alive(job)
+                else:
+                    job.read_events()
+                events = job.handle_backlog(self._on_event, self._pull_many)
+                if events:
+                    quiet_since = time.monotonic()
+                if self.queue.all_settled() and not self._waiting():
+                    return
+                if job.ended:
+                    raise _WorkerDied(f"worker ended early ({job.end_reason})")
+                if events:
+                    continue
+                if time.monotonic() - quiet_since > self.opts.liveness_every:
+                    quiet_since = time.monotonic()
+                    if feed is not None and not job.alive():  # a zombie fools tail --pid
+                        feed.close()
+                        feed = None
+                        self._check_alive(job)
+                events_wake.wait(self.opts.poll)
+                events_wake.clear()
+        except BaseException:
+            _close_quietly(job.host)  # unblocks the uploader's call on a dead link
+            raise
+        finally:
+            uploader.stop()
+            if feed is not None:
+                feed.close()
+
+    def _check_alive(self, job: WorkerJob) -> None:
+        """After the event stream stopped: read what is left; a dead worker that did not
+        say bye (or still holds units) is a dead worker."""
+        job.read_events()
+        job.handle_backlog(self._on_event, self._pull_many)
+        if not job.ended and not job.alive():
+            raise _WorkerDied("worker process died")
+
+    def _depth(self) -> int:
+        fair = math.ceil(self.queue.pending() / max(1, self.fleet_size))
+        return queue_depth(base=self.opts.ahead, max_ahead=self.opts.max_ahead,
+                           item_s=self.job.item_s.value if self.job else None,
+                           link_s=self._link_s.value,
+                           fair_share=fair)
 
     def _feed(self, job: WorkerJob) -> bool:
-        """Keep the inbox topped up; returns whether it sent something."""
-        sent = False
-        while len(job.inflight) <= self.opts.ahead and not self.stop.is_set():
+        """The uploader's step: top the inbox up in one bundle; returns whether it sent."""
+        if self.stop.is_set():
+            return False
+        with job.lock:
+            want = self._depth() - len(job.queued_remote)
+        units = []
+        while len(units) < want:
             unit = self.queue.take(self.host_name)
             if unit is None:
                 break
-            try:
-                item = job.submit(unit)
-            except BaseException:
-                job.inflight.pop(unit.key, None)
-                self.queue.give_back(unit.key, self.host_name)  # if it did land, we still pull
-                raise
-            self.state.mark_sent(unit, self.fingerprints[unit.key], self.host_name,
-                                 job.job_id, item)
-            sent = True
-        return sent
+            units.append(unit)
+        if not units:
+            return False
+        try:
+            items = timed(lambda: job.submit_many(units), self._link_s)
+        except BaseException:
+            with job.lock:
+                for unit in units:
+                    job.inflight.pop(unit.key, None)
+                    job.queued_remote.discard(unit.key)
+            for unit in units:  # if the bundle did land, its results are still pulled
+                self.queue.give_back(unit.key, self.host_name)
+            raise
+        self.state.mark_sent_many([(u, self.fingerprints[u.key], i)
+                                   for u, i in zip(units, items, strict=True)],
+                                  self.host_name, job.job_id)
+        return True
 
     def _on_event(self, job: WorkerJob, event: dict[str, Any]) -> None:
         name = event.get("event")
@@ -233,29 +305,45 @@ class HostWorker(threading.Thread):
             job.started_at[unit.key] = time.monotonic()
         elif name == CHUNK and unit is not None:
             self.status.chunk = (int(event.get("done") or 0), int(event.get("total") or 0))
-        elif name == ITEM_DONE and unit is not None:
-            self._pull(job, unit, event)
         elif name == ERROR and unit is not None:
-            job.inflight.pop(unit.key, None)
+            with job.lock:
+                job.inflight.pop(unit.key, None)
             self.queue.fail(unit.key, self.host_name, str(event.get("kind") or "internal"),
                             str(event.get("message") or "item failed"))
         elif name == BYE:
             job.ended, job.end_reason = True, f"bye, exit code {event.get('exit_code')}"
 
-    def _pull(self, job: WorkerJob, unit: Unit, event: dict[str, Any]) -> None:
-        outputs = event.get("outputs") or {}
-        if self.queue.claim(unit.key, self.host_name):
-            try:
-                shas = job.pull(unit, outputs)
-            except BaseException:
-                self.queue.unclaim(unit.key)
-                raise
-            seconds = event.get("seconds")
+    def _pull_many(self, job: WorkerJob, dones: list[dict[str, Any]]) -> None:
+        """Pull every finished unit nobody else has finished (claimed first), in bundles."""
+        claimed: dict[str, dict[str, Any]] = {}
+        for event in dones:
+            unit = job.unit_of(event.get("item"))
+            if unit is None:
+                continue
+            if self.queue.claim(unit.key, self.host_name):
+                claimed[unit.key] = event
+            else:  # finished elsewhere, or being pulled by another host
+                self._forget(job, unit)
+
+        def done(unit: Unit, shas: dict[str, str]) -> None:
+            seconds = claimed.pop(unit.key).get("seconds")
             self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
             self.queue.complete(unit.key, self.host_name, shas, seconds)
             self.status.done += 1
             self.status.busy_seconds += float(seconds or 0)
-        job.inflight.pop(unit.key, None)
+            self._forget(job, unit)
+
+        try:
+            job.pull_many([(job.items[e["item"]], e.get("outputs") or {})
+                           for e in claimed.values()], done)
+        except BaseException:
+            for key in claimed:
+                self.queue.unclaim(key)
+            raise
+
+    def _forget(self, job: WorkerJob, unit: Unit) -> None:
+        with job.lock:
+            job.inflight.pop(unit.key, None)
         if self.status.current == unit.label:
             self.status.current, self.status.chunk = None, None
 

@@ -64,6 +64,12 @@ class LocalHost:
                                  pid_file=self.expand(pid_file), env=env)
         return int(self.run(script).text.strip().splitlines()[-1])
 
+    def stream(self, command: str) -> _ProcessStream:
+        """Start a shell command and read its stdout as it comes (like SSHHost.stream)."""
+        proc = subprocess.Popen(["bash", "-c", command], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return _ProcessStream(proc)
+
     def expand(self, path: str) -> str:
         return os.path.expanduser(path) if path == "~" or path.startswith("~/") else path
 
@@ -156,3 +162,22 @@ class LocalHost:
 
     def mkdirs(self, remote: str, mode: int = 0o755) -> None:
         os.makedirs(self._p(remote), mode=mode, exist_ok=True)
+
+
+class _ProcessStream:
+    def __init__(self, proc: subprocess.Popen):
+        self._proc = proc
+
+    def read(self) -> bytes:
+        assert self._proc.stdout is not None
+        try:
+            return os.read(self._proc.stdout.fileno(), 1 << 16)
+        except (OSError, ValueError):  # closed from another thread
+            return b""
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()  # our own child, by its pid
+        self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()

@@ -382,6 +382,18 @@ class SSHHost:
         result = self.run(script)
         return int(result.text.strip().splitlines()[-1])
 
+    def stream(self, command: str) -> _ChannelStream:
+        """Start a shell command (already quoted) and read its stdout as it arrives, on its
+        own channel (other calls go on meanwhile). stdin is closed at once."""
+        self.round_trips += 1
+        try:
+            chan = self._transport.open_session(timeout=self.profile.connect_timeout)
+            chan.exec_command(command)
+            chan.shutdown_write()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost(exc) from None
+        return _ChannelStream(chan, self)
+
     # -- files -----------------------------------------------------------------------------
     def expand(self, path: str) -> str:
         """'~' and '~/x' -> the remote home; other paths unchanged (one exec, then cached)."""
@@ -450,3 +462,23 @@ class SSHHost:
 
     def mkdirs(self, remote: str, mode: int = 0o755) -> None:
         self.run(["mkdir", "-p", "-m", f"{mode:o}", "--", self.expand(remote)])
+
+
+class _ChannelStream:
+    """SSHHost.stream's handle: ``read()`` -> the next stdout bytes, b"" when the command
+    ended; a link lost meanwhile raises Unreachable instead of looking like an end."""
+
+    def __init__(self, chan: paramiko.Channel, host: SSHHost):
+        self._chan, self._host = chan, host
+
+    def read(self) -> bytes:
+        try:
+            data = self._chan.recv(1 << 16)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._host._lost(exc) from None
+        if not data and not self._chan.closed and not self._host.alive:
+            raise self._host._lost(EOFError("transport closed"))
+        return data
+
+    def close(self) -> None:
+        self._chan.close()  # wakes a read() blocked in another thread (it returns b"")

@@ -258,3 +258,77 @@ def test_unknown_host_key_fails_every_unit_with_host_key(tmp_path, make_ssh_serv
     assert {i["kind"] for i in body["result"]["items"]} == {"host_key"}
     assert "unknown" in body["result"]["items"][0]["message"]
     assert not remote_jobs(tmp_path, "gpu1")
+
+
+ITEM_KEYS = {"input", "description", "status", "host", "kind", "message", "seconds", "outputs"}
+
+
+def test_local_host_through_the_cli_and_the_json_contract(tmp_path):
+    """`--hosts local`: the same worker, inbox, event stream and pulls, with no SSH."""
+    import sys
+
+    from batch_helpers import write_hosts_file
+    from conftest import TESTS
+
+    make_songs(tmp_path / "in", 3)
+    hosts_file = write_hosts_file(tmp_path / "hosts.yaml", {"local": {
+        "path": str(tmp_path / "remote-local"), "python": sys.executable,
+        "env": {"PYTHONPATH": str(TESTS / "standins"),
+                "SAM_STANDIN_LOAD_LOG": str(tmp_path / "loads-local.jsonl")}}})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "batch", str(tmp_path / "in"), "-d", "vocals", "--hosts", "local",
+        "--hosts-file", str(hosts_file), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    # The --json contract (docs/batch.md): envelope, result keys, keys of every item.
+    assert body["v"] == 1 and body["ok"] is True and body["command"] == "batch"
+    assert set(body["result"]) == {"items", "counts", "loads", "state_file"}
+    assert body["result"]["counts"] == {"queued": 0, "running": 0, "done": 3, "failed": 0,
+                                        "skipped": 0}
+    assert body["result"]["loads"] == {"local": 1}
+    for item in body["result"]["items"]:
+        assert set(item) == ITEM_KEYS
+        assert item["status"] == "done" and item["host"] == "local" and item["kind"] is None
+        assert set(item["outputs"]) == {"target", "residual"}
+        assert all(set(o) == {"path", "sha256"} for o in item["outputs"].values())
+    check_outputs(out, body["result"]["items"], 3)
+    assert loads(tmp_path, "local") == 1
+    (job,) = remote_jobs(tmp_path, "local")
+    assert (job / "inbox" / "CLOSE").exists()
+    wait_for(lambda: any(e["event"] == "bye" for e in events(job)))  # the worker exited
+
+
+def test_a_lost_hosts_worker_is_closed_when_the_batch_ends(tmp_path, make_ssh_server):
+    """gpu1's link is cut and stays down for its host thread: gpu2 does the rest. Once
+    the batch is over, gpu1's worker (still waiting on its inbox) is told to finish."""
+    import threading
+
+    from remote_sep.errors import Unreachable
+
+    make_songs(tmp_path / "in", 6)
+    servers = {"gpu1": make_ssh_server("a"), "gpu2": make_ssh_server("b")}
+    _, profile_list = fleet(tmp_path, servers, SAM_STANDIN_SECONDS_PER_SECOND="0.6")
+    out = tmp_path / "out"
+    plan = plan_batch([str(tmp_path / "in")], ["vocals", "bass"], out)
+    cut = threading.Event()
+
+    def flaky_connect(profile):
+        # Only gpu1's host thread is refused; the end-of-batch closer may connect.
+        if cut.is_set() and profile.name == "gpu1" and \
+                threading.current_thread().name == "batch-gpu1":
+            raise Unreachable("link down (test)")
+        return connect(profile)
+
+    options = WorkerOptions(retry_budget=1, backoff=(0.1, 0.2), give_up_s=300)
+    thread, box = run_in_thread(plan, profile_list, connect=flaky_connect, options=options)
+    wait_for(lambda: pulled_from(out, "gpu1") >= 1)
+    cut.set()
+    servers["gpu1"].drop_links()
+    thread.join(timeout=120)
+    report = box["report"]
+    check_outputs(out, report.items, 12)
+    (job,) = remote_jobs(tmp_path, "gpu1")
+    assert (job / "inbox" / "CLOSE").exists()
+    assert not list((job / "inbox").glob("*.json"))  # its untaken items were dropped
+    wait_for(lambda: any(e["event"] == "bye" for e in events(job)))  # and it exits

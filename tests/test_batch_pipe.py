@@ -1,0 +1,91 @@
+"""The batch pipeline's pure parts and its bundled pull, on the real LocalHost."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+
+from remote_sep import jobs
+from remote_sep.batch_pipe import EventFeed, queue_depth
+from remote_sep.batch_plan import Unit
+from remote_sep.batch_remote import WorkerJob
+from remote_sep.errors import TransferError
+from remote_sep.localhost import LocalHost
+from remote_sep.profile_model import HostProfile
+
+
+def test_depth_starts_at_base_and_grows_with_a_slow_link():
+    assert queue_depth(base=2, max_ahead=16, item_s=None, link_s=None, fair_share=50) == 3
+    assert queue_depth(base=2, max_ahead=16, item_s=10.0, link_s=0.3, fair_share=50) == 3
+    # 0.3 s per upload, 0.06 s per unit: two uploads' worth (10) + 2 spare
+    assert queue_depth(base=2, max_ahead=16, item_s=0.06, link_s=0.3, fair_share=50) == 12
+
+
+def test_depth_is_bounded_by_max_ahead_and_a_fair_share():
+    assert queue_depth(base=2, max_ahead=16, item_s=0.001, link_s=1.0, fair_share=50) == 16
+    assert queue_depth(base=2, max_ahead=16, item_s=0.06, link_s=0.3, fair_share=5) == 5
+    assert queue_depth(base=2, max_ahead=16, item_s=0.06, link_s=0.3, fair_share=0) == 3
+
+
+def _job(tmp_path: Path) -> tuple[WorkerJob, Path]:
+    base = tmp_path / "remote"
+    paths = jobs.JobPaths(str(base), "j1")
+    Path(paths.out).mkdir(parents=True)
+    return WorkerJob(LocalHost(), HostProfile(name="local"), paths, 0, {}), Path(paths.dir)
+
+
+def _unit(tmp_path: Path, n: int) -> Unit:
+    out = tmp_path / "out"
+    return Unit(key=f"k{n}", index=n, input=tmp_path / f"in{n}.wav", description="vocals",
+                outputs={"target": out / f"{n}_target.wav", "residual": out / f"{n}_res.wav"})
+
+
+def _outputs(job_dir: Path, n: int) -> dict:
+    outputs = {}
+    for role in ("target", "residual"):
+        data = f"{role} of unit {n} ".encode() * (n + 1)
+        (job_dir / "out" / f"u{n}_{role}.wav").write_bytes(data)
+        outputs[role] = {"path": f"out/u{n}_{role}.wav", "bytes": len(data),
+                         "sha256": hashlib.sha256(data).hexdigest()}
+    return outputs
+
+
+def test_one_bundle_pulls_many_units_each_verified(tmp_path):
+    job, job_dir = _job(tmp_path)
+    todo = [(_unit(tmp_path, n), _outputs(job_dir, n)) for n in range(3)]
+    got = {}
+    job.pull_many(todo, lambda unit, shas: got.setdefault(unit.key, shas))
+    assert list(got) == ["k0", "k1", "k2"]
+    for unit, outputs in todo:
+        for role, path in unit.outputs.items():
+            assert path.read_bytes() == (job_dir / outputs[role]["path"]).read_bytes()
+            assert got[unit.key][role] == outputs[role]["sha256"]
+
+
+def test_a_damaged_output_is_never_written(tmp_path):
+    job, job_dir = _job(tmp_path)
+    unit, outputs = _unit(tmp_path, 0), _outputs(job_dir, 0)
+    outputs["residual"]["sha256"] = "0" * 64
+    with pytest.raises(TransferError, match="sha256"):
+        job.pull_many([(unit, outputs)], lambda *a: None)
+    assert not unit.outputs["residual"].exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if ".part-" in p.name]
+
+
+def test_event_feed_streams_a_growing_file_until_the_command_ends(tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"seq":0,"event":"hello"}\n')
+    got, wake = [], threading.Event()
+    script = f"cat {events}; sleep 0.3; echo '{{\"seq\":1,\"event\":\"bye\"}}'"
+    feed = EventFeed(LocalHost(), script, got.append, wake)
+    for _ in range(100):
+        if feed.ended:
+            break
+        wake.wait(0.1)
+        wake.clear()
+    feed.close()
+    assert feed.ended and feed.error is None
+    assert b"".join(got).count(b"\n") == 2
