@@ -85,6 +85,8 @@ def separate(
     chunk_seconds: Annotated[float | None, typer.Option(help="Chunk length in seconds.")] = None,
     rerank: Annotated[int, typer.Option(help="Reranking candidates (1 = off).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
+    steps: Annotated[int | None, typer.Option(help=(
+        "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
@@ -98,15 +100,19 @@ def separate(
     asking). Ctrl-C detaches (the job runs on; `remote-sep attach JOB --host NAME` picks
     it up).
     """
-    from remote_sep.separate import SeparateOptions, run_separate
+    from remote_sep.separate import SeparateOptions, check_inputs, run_separate
 
     def action() -> dict[str, Any]:
+        check_inputs(audio.expanduser(), desc)  # the user's own mistakes first
         if fmt not in FORMATS:
             raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        if steps is not None and steps < 1:
+            raise ConfigError("--steps must be >= 1")
         profile = _profile(host, hosts)
+        extra = {"ode_step_size": 1.0 / steps} if steps else {}
         opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
                                chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               format=fmt, force=force)
+                               format=fmt, force=force, extra_settings=extra)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,
             provision=_ready_options(host, yes, as_json, notify, pause)))

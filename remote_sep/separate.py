@@ -88,6 +88,16 @@ def check_audio(audio: Path) -> soundfile._SoundFileInfo:
     return info
 
 
+def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
+    """The user's own inputs (the file, the texts): checked before even the host profile."""
+    cleaned = [d.strip() for d in descriptions]
+    if not cleaned or any(not d for d in cleaned):
+        raise RemoteSepError("every --desc needs a non-empty text description",
+                             kind="bad_description")
+    check_audio(audio)
+    return cleaned
+
+
 def build_settings(profile: HostProfile, opts: SeparateOptions) -> Settings:
     settings = Settings(seed=opts.seed, rerank=opts.rerank, format=opts.format,
                         subtype=FORMATS.get(opts.format, ("", "PCM_16"))[1])
@@ -111,11 +121,7 @@ def build_settings(profile: HostProfile, opts: SeparateOptions) -> Settings:
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
-    descriptions = [d.strip() for d in opts.descriptions]
-    if not descriptions or any(not d for d in descriptions):
-        raise RemoteSepError("every --desc needs a non-empty text description",
-                             kind="bad_description")
-    check_audio(audio)
+    descriptions = check_inputs(audio, opts.descriptions)
     settings = build_settings(profile, opts)
     prefixes = local_prefixes(audio, descriptions, opts.out)
     if len(set(prefixes)) != len(prefixes):

@@ -157,5 +157,6 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         self._live.stop()
-        if not self.console.is_terminal:  # the last frame is printed without its newline
+        shown = self.state.header or self.state.outputs or self.state.transfer
+        if shown and not self.console.is_terminal:  # the last frame ends without a newline
             self.console.line()

@@ -131,6 +131,18 @@ def test_local_checks_fail_before_any_connection(tmp_path):
     assert result.exit_code == EXIT_CODES["unreachable"], result.output
 
 
+def test_input_mistakes_are_reported_before_the_host_profile(tmp_path):
+    # No hosts.yaml at all: a missing file must still read as a missing file, not as an
+    # unknown host.
+    hosts = tmp_path / "no-such-hosts.yaml"
+    result, body = invoke("separate", tmp_path / "missing.wav", "--desc", "x",
+                          "--host", "gpu9", "--hosts", hosts)
+    assert (result.exit_code, body["error"]["kind"]) == (EXIT_CODES["bad_audio"], "bad_audio")
+    audio = make_audio(tmp_path / "a.wav")
+    result, body = invoke("separate", audio, "--desc", "x", "--host", "gpu9", "--hosts", hosts)
+    assert body["error"]["kind"] == "unknown_host"
+
+
 def test_connection_failures_have_their_own_exit_codes(ssh_server, tmp_path):
     audio = make_audio(tmp_path / "a.wav")
     empty = tmp_path / "empty_known_hosts"
@@ -232,6 +244,22 @@ def test_local_host_end_to_end(tmp_path):
     remote = remote_outputs(tmp_path, body["result"]["job_id"])
     assert sha256(tmp_path / "o" / "bass_target.wav") == remote["d0_target.wav"]
     assert body["result"]["round_trips"] == 0
+
+
+def test_steps_option_reaches_the_payload_settings(tmp_path):
+    hosts = write_hosts_file(tmp_path / "hosts.yaml", {"local": {
+        "path": str(tmp_path / "remote"), "python": sys.executable,
+        "env": {"PYTHONPATH": STANDINS}}})
+    audio = make_audio(tmp_path / "a.wav", seconds=0.5)
+    result, body = invoke("separate", audio, "--desc", "bass", "--steps", "8",
+                          "--host", "local", "--hosts", hosts)
+    assert result.exit_code == 0, result.output
+    job_dir = tmp_path / "remote" / "jobs" / body["result"]["job_id"]
+    settings = json.loads((job_dir / "manifest.json").read_text())["settings"]
+    assert settings["ode_step_size"] == 0.125
+    result, body = invoke("separate", audio, "--desc", "bass", "--steps", "0", "--force",
+                          "--host", "local", "--hosts", hosts)
+    assert body["error"]["kind"] == "bad_config"
 
 
 def test_process_dying_without_bye_is_job_failed(ssh_server, tmp_path):
