@@ -8,7 +8,8 @@ from typing import Any
 
 from remote_sep import hostkeys
 from remote_sep.profile_model import HostProfile
-from remote_sep.provision.inspect import STAMP_NAME, env_prelude, remote_path_expr
+from remote_sep.provision.inspect import STAMP_NAME, env_prelude
+from remote_sep.shell import remote_path_expr
 
 GPU_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total,memory.used",
              "--format=csv,noheader")

@@ -12,13 +12,13 @@ import json
 import secrets
 import shlex
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from remote_payload.protocol import LineBuffer, parse_event_line
 from remote_sep.errors import NotProvisioned
 from remote_sep.profile_model import HostProfile
+from remote_sep.shell import export_lines, remote_path_expr
 
 POLL_WAIT_S = 5.0  # how long one long-poll waits on the remote for new events
 POLL_SETTLE_S = 1.0  # after new events, gather more this long (progress lags at most this)
@@ -27,15 +27,6 @@ POLL_SETTLE_S = 1.0  # after new events, gather more this long (progress lags at
 def new_job_id() -> str:
     """Sortable, unique: UTC time plus 6 random hex digits."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def remote_path_expr(path: str) -> str:
-    """A shell word for a remote path: '~' and '~/x' become "$HOME"/x, the rest is quoted."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
 
 
 @dataclass(frozen=True)
@@ -158,18 +149,6 @@ def payload_env(profile: HostProfile, payload_dir: str) -> dict[str, str]:
     return env
 
 
-def _export_lines(profile: HostProfile, env: Mapping[str, str]) -> list[str]:
-    lines = []
-    if profile.path_prepend:
-        joined = ":".join(remote_path_expr(p) for p in profile.path_prepend)
-        lines.append(f'export PATH={joined}:"$PATH"')
-    for key, value in env.items():
-        if not key.isidentifier():
-            raise ValueError(f"bad environment variable name {key!r}")
-        lines.append(f"export {key}={remote_path_expr(value)}")
-    return lines
-
-
 def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir: str,
                  *, inbox: bool = False) -> str:
     """Write the manifest (from stdin) and start the payload detached; prints its pid.
@@ -188,7 +167,7 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
         f"cd {job}",
         "cat > manifest.json.tmp && mv manifest.json.tmp manifest.json",
         ": >> events.jsonl",  # exists from the start: followers never race its creation
-        *_export_lines(profile, payload_env(profile, payload_dir)),
+        *export_lines(profile.path_prepend, payload_env(profile, payload_dir)),
         "trap '' HUP",
         f"setsid nohup {shlex.join(argv)} > stderr.log 2>&1 < /dev/null &",
         "echo $! > pid",

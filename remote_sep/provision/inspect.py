@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from remote_sep.provision.torch_index import parse_version
+from remote_sep.shell import export_lines, remote_path_expr
 
 PYTHON_CANDIDATES = ("python3.13", "python3.12", "python3.11", "python3")
 STAMP_NAME = "remote-sep-stamp.json"
@@ -20,21 +21,9 @@ DEFAULT_HF_HOME = "~/.cache/huggingface"
 LOW_DISK_GB = 20.0
 
 
-def remote_path_expr(path: str) -> str:
-    """A shell word for a remote path with a leading '~' resolved on the remote side."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
 def env_prelude(path_prepend: Iterable[str], env: Mapping[str, str]) -> str:
     """`export` lines for the profile's non-secret environment and PATH additions."""
-    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-    dirs = [remote_path_expr(d) for d in path_prepend]
-    if dirs:
-        lines.append("export PATH=" + ":".join(dirs) + ':"$PATH"')
+    lines = export_lines(path_prepend, env)
     return "\n".join(lines) + ("\n" if lines else "")
 
 

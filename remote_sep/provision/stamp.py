@@ -13,7 +13,6 @@ import time
 from remote_sep.errors import NotProvisioned
 from remote_sep.hostbase import Host
 from remote_sep.profile_model import HostProfile
-from remote_sep.provision.inspect import remote_path_expr
 from remote_sep.provision.plan import (
     STAMP_VERSION,
     FactsUsed,
@@ -22,6 +21,7 @@ from remote_sep.provision.plan import (
     plan_inputs,
     stamp_path,
 )
+from remote_sep.shell import remote_path_expr
 
 
 def stamp_record(plan: Plan, done: dict[str, str], complete: bool) -> dict:
