@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,22 @@ GPU_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total,memory.
              "--format=csv,noheader")
 NO_GPU = "no NVIDIA GPU"
 _PY_VERSION = "import sys; print(sys.executable, '%d.%d.%d' % sys.version_info[:3])"
+# What the payload needs, probed with the interpreter jobs would run with (one JSON line).
+_RUNTIME_PROBE = """\
+import json
+r = {}
+try:
+    import torch
+    r.update(torch=torch.__version__, cuda=torch.cuda.is_available(), torch_cuda=torch.version.cuda)
+except Exception as e:
+    r["torch_error"] = f"{type(e).__name__}: {e}"[:300]
+try:
+    import sam_audio
+    r.update(sam_audio=True, standin=bool(getattr(sam_audio, "IS_STANDIN", False)))
+except Exception as e:
+    r["sam_audio_error"] = f"{type(e).__name__}: {e}"[:300]
+print(json.dumps(r))
+"""
 
 
 def check_script(profile: HostProfile) -> str:
@@ -42,6 +59,10 @@ echo "disk_path=$d"
 echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR==2 {{print $4}}')"
 [ -x "$BASE/venv/bin/python" ] && echo "venv=yes"
 [ -f "$BASE/venv/{STAMP_NAME}" ] && echo "stamp=yes"
+RUN_PY={remote_path_expr(profile.python) if profile.python else '"$BASE/venv/bin/python"'}
+if command -v "$RUN_PY" >/dev/null 2>&1; then
+  echo "runtime=$("$RUN_PY" -c {shlex.quote(_RUNTIME_PROBE)} 2>/dev/null | tail -n 1)"
+fi
 exit 0
 """
 
@@ -76,10 +97,37 @@ def parse_check(text: str, profile: HostProfile) -> dict[str, Any]:
             report["disk"]["free_bytes"] = int(value) * 1024
         elif key in ("venv", "stamp"):
             report[key] = True
-    report["provisioned"] = report["venv"] and report["stamp"]
+        elif key == "runtime":
+            report["runtime"] = _json_or_none(value)
+    # A profile `python` is the user's own environment: ready when it imports what jobs need.
+    runtime = report.get("runtime") or {}
+    if profile.python:
+        report["provisioned"] = bool(runtime.get("torch") and runtime.get("sam_audio"))
+    else:
+        report["provisioned"] = report["venv"] and report["stamp"]
     if not report["provisioned"] and not profile.python:
         report["hint"] = f"run remote-sep bootstrap {profile.name}"
     return report
+
+
+def _json_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _runtime_line(runtime: dict[str, Any] | None) -> str:
+    if runtime is None:
+        return "no payload interpreter yet"
+    torch = (f"torch {runtime['torch']} (CUDA {'yes' if runtime.get('cuda') else 'no'})"
+             if runtime.get("torch") else f"torch: {runtime.get('torch_error', 'missing')}")
+    if runtime.get("sam_audio"):
+        sam = "sam_audio STAND-IN (tests only)" if runtime.get("standin") else "sam_audio ok"
+    else:
+        sam = f"sam_audio: {runtime.get('sam_audio_error', 'missing')}"
+    return f"{torch}, {sam}"
 
 
 def _gpu(value: str) -> dict[str, str]:
@@ -117,6 +165,7 @@ def describe(report: dict[str, Any]) -> list[str]:
     if free is not None:
         lines.append(f"disk         {free / 1e9:.1f} GB free under {report['disk']['path']}")
     lines.append(f"base path    {report['base']}")
+    lines.append(f"runtime      {_runtime_line(report.get('runtime'))}")
     state = "yes" if report["provisioned"] else "no"
     if report.get("hint"):
         state += f" ({report['hint']})"

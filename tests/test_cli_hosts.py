@@ -139,6 +139,23 @@ def test_check_reports_python_gpu_disk_and_provisioning(tmp_path: Path, ssh_serv
 
 
 @pytest.mark.e2e
+def test_check_probes_the_payload_runtime_of_a_profile_python(tmp_path: Path,
+                                                              ssh_server) -> None:
+    # The profile's own interpreter: ready only when it imports torch and sam_audio.
+    entry = profile_for(ssh_server, tmp_path / "base")  # python: this test's interpreter
+    write_hosts_file(tmp_path / "hosts.yaml", {"box": entry})
+    code, body = cli_json("hosts", "check", "box")
+    runtime = body["result"]["runtime"]
+    assert code == 0 and runtime["torch"] and "sam_audio_error" in runtime
+    assert body["result"]["provisioned"] is False
+
+    entry["env"] = {"PYTHONPATH": str(TESTS / "standins")}
+    write_hosts_file(tmp_path / "hosts.yaml", {"box": entry})
+    code, out, _ = cli("hosts", "check", "box")
+    assert code == 0 and "sam_audio STAND-IN" in out and "provisioned  yes" in out
+
+
+@pytest.mark.e2e
 def test_check_without_gpu_and_with_a_missing_python(tmp_path: Path, ssh_server) -> None:
     entry = profile_for(ssh_server, tmp_path / "base", python="/no/such/python")
     write_hosts_file(tmp_path / "hosts.yaml", {"box": entry})
