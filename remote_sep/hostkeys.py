@@ -1,13 +1,13 @@
 """known_hosts files: which ones a profile uses, fingerprints, and adding a trusted key.
 
-Used by remote.py (which files to load) and by `remote-sep hosts trust`:
+Used by remote_connect.py (which files to load) and by `remote-sep hosts trust`:
 
     key = fetch_host_key(profile)            # HostKey(keytype, key, fingerprint_sha256)
     print(key.fingerprint)                   # "SHA256:…", as `ssh-keygen -lf` prints it
     if user_confirms: add_known_host(None, profile, key)   # None: the profile's first file
 
-Parsing and matching (hashed entries too) is done by paramiko inside remote.py; this module
-only writes, so it needs no SSH library.
+Parsing and matching (hashed entries too) is done by paramiko inside remote_connect.py; this
+module only writes, so it needs no SSH library.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def fetch_host_key(profile: HostProfile) -> HostKey:
     Goes through the profile's ProxyJump when it has one (the jump hosts themselves must
     already be trusted). Raises Unreachable when nothing answers.
     """
-    from remote_sep import remote  # the SSH stack loads only when needed
+    from remote_sep import remote_connect  # the SSH stack loads only when needed
 
-    keytype, blob = remote.server_host_key(profile)
+    keytype, blob = remote_connect.server_host_key(profile)
     key_b64 = base64.b64encode(blob).decode()
     return HostKey(keytype, key_b64, fingerprint(key_b64))
 

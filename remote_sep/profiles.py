@@ -14,20 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko  # only SSHConfig (a pure parser); the SSH seam itself stays in remote.py
 import platformdirs
 import yaml
 
 from remote_sep.errors import ConfigError, UnknownHost
 from remote_sep.profile_fields import FIELDS
 from remote_sep.profile_model import LOCAL_HOST, HostProfile
+from remote_sep.ssh_config import SSHConfig, load_ssh_config, ssh_config_aliases
 
 APP_NAME = "remote-sep"
 HOSTS_ENV = "REMOTE_SEP_HOSTS"
-SSH_CONFIG_ENV = "REMOTE_SEP_SSH_CONFIG"
 KNOWN_HOSTS_ENV = "REMOTE_SEP_KNOWN_HOSTS"
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
-DEFAULT_SSH_CONFIG = "~/.ssh/config"
 
 # SSH connection fields make no sense for the built-in local host.
 SSH_ONLY_FIELDS = frozenset({"host", "user", "port", "key", "proxy_jump", "known_hosts"})
@@ -206,24 +204,10 @@ def read_hosts_file(path: Path) -> ParsedFile:
 
 
 # ---------------------------------------------------------------- ssh_config merge
+# ssh_config itself is read in ssh_config.py (the SSH seam: paramiko stays out of here).
 
 
-def load_ssh_config() -> paramiko.SSHConfig:
-    path = Path(os.path.expanduser(os.environ.get(SSH_CONFIG_ENV) or DEFAULT_SSH_CONFIG))
-    if not path.is_file():
-        return paramiko.SSHConfig()
-    try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except Exception as exc:  # paramiko raises assorted errors for bad lines
-        raise ConfigError(f"{path}: cannot parse ssh_config: {exc}") from None
-
-
-def ssh_config_aliases(config: paramiko.SSHConfig) -> set[str]:
-    """Host names written literally in ssh_config (no wildcards, no negations)."""
-    return {h for h in config.get_hostnames() if not any(c in h for c in "*?!")}
-
-
-def build_profile(name: str, values: dict[str, Any], config: paramiko.SSHConfig,
+def build_profile(name: str, values: dict[str, Any], config: SSHConfig,
                   source: Path | None = None, line: int | None = None) -> HostProfile:
     """A HostProfile from hosts.yaml values with ssh_config filling what they leave out."""
     if name == LOCAL_HOST:
@@ -321,5 +305,7 @@ __all__ = [
     "get_profile",
     "hosts_path",
     "load_hosts",
+    "load_ssh_config",
     "parse_target",
+    "ssh_config_aliases",
 ]
