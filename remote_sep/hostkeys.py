@@ -34,13 +34,15 @@ class HostKey(NamedTuple):
 def known_hosts_files(profile: HostProfile) -> list[Path]:
     """The profile's files; else $REMOTE_SEP_KNOWN_HOSTS (os.pathsep-separated); else the
     OpenSSH defaults. The first one is where `hosts trust` writes."""
-    if profile.known_hosts:
-        names = list(profile.known_hosts)
-    elif os.environ.get(ENV_KNOWN_HOSTS):
-        names = [n for n in os.environ[ENV_KNOWN_HOSTS].split(os.pathsep) if n]
-    else:
-        names = list(DEFAULT_KNOWN_HOSTS)
+    names = list(profile.known_hosts) or default_known_hosts()
     return [Path(os.path.expanduser(n)) for n in names]
+
+
+def default_known_hosts() -> list[str]:
+    """$REMOTE_SEP_KNOWN_HOSTS (os.pathsep-separated), else the OpenSSH defaults."""
+    env = os.environ.get(ENV_KNOWN_HOSTS)
+    files = env.split(os.pathsep) if env else list(DEFAULT_KNOWN_HOSTS)
+    return [os.path.expanduser(f) for f in files if f]
 
 
 def host_key_name(host: str, port: int) -> str:

@@ -18,14 +18,13 @@ import platformdirs
 import yaml
 
 from remote_sep.errors import ConfigError, UnknownHost
+from remote_sep.hostkeys import default_known_hosts
 from remote_sep.profile_fields import FIELDS
 from remote_sep.profile_model import LOCAL_HOST, HostProfile
 from remote_sep.ssh_config import SSHConfig, load_ssh_config, ssh_config_aliases
 
 APP_NAME = "remote-sep"
 HOSTS_ENV = "REMOTE_SEP_HOSTS"
-KNOWN_HOSTS_ENV = "REMOTE_SEP_KNOWN_HOSTS"
-DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 
 # SSH connection fields make no sense for the built-in local host.
 SSH_ONLY_FIELDS = frozenset({"host", "user", "port", "key", "proxy_jump", "known_hosts"})
@@ -44,12 +43,6 @@ def hosts_path(path: str | os.PathLike[str] | None = None) -> Path:
         return Path(path).expanduser()
     env = os.environ.get(HOSTS_ENV)
     return Path(env).expanduser() if env else default_hosts_path()
-
-
-def default_known_hosts() -> list[str]:
-    env = os.environ.get(KNOWN_HOSTS_ENV)
-    files = env.split(os.pathsep) if env else list(DEFAULT_KNOWN_HOSTS)
-    return [os.path.expanduser(f) for f in files if f]
 
 
 def local_base_path() -> str:
