@@ -1,0 +1,90 @@
+"""Build a tiny, randomly initialised REAL SAM Audio model folder (run with the real-sam python).
+
+    REAL_PY tests/real_sam_tiny.py OUT_DIR
+
+writes ``OUT_DIR/config.json`` + ``OUT_DIR/checkpoint.pt`` (what ``SAMAudio.from_pretrained``
+reads from a local folder) and ``OUT_DIR/t5`` (a tiny T5 encoder + sentencepiece tokenizer
+trained here on a few sentences: the real config names a Hub model, unreachable offline, and
+``T5TextEncoder`` accepts a local folder as the name). Nothing is downloaded.
+
+Every size is shrunk except what the payload's facts depend on: the codec keeps its real
+encoder rates (hop 1920 samples at 48 kHz) and the DiT keeps RoPE and 10000 positions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SENTENCES = [
+    "speech", "female vocals", "male speech", "drums", "a dog barking", "piano music",
+    "bass guitar", "background noise", "the sound of rain", "a man talking over music",
+    "crowd applause", "birds singing", "a car engine", "violin", "whistling",
+]
+
+CODEBOOK_DIM = 8  # the codec latent; the model sees it doubled (target + residual)
+DIM = 32
+
+
+def tiny_config(t5_dir: str) -> dict:
+    """Every key the released configs carry, so from_pretrained overrides reach them."""
+    return {
+        "in_channels": 6 * CODEBOOK_DIM,  # noisy (2C) + zeros (2C) + features (2C)
+        "audio_codec": {"encoder_dim": 4, "encoder_rates": [2, 8, 10, 12], "latent_dim": 16,
+                        "decoder_dim": 1536, "decoder_rates": [12, 10, 8, 2],
+                        "n_codebooks": 2, "codebook_size": 16, "codebook_dim": CODEBOOK_DIM,
+                        "sample_rate": 48_000},
+        "text_encoder": {"name": t5_dir, "max_length": 32, "pad_mode": "longest", "dim": 16},
+        "vision_encoder": {"dim": 8, "name": "PE-Core-T16-384"},  # smallest PE; no video here
+        "transformer": {"dim": DIM, "n_heads": 2, "n_layers": 2, "context_dim": DIM,
+                        "out_channels": 2 * CODEBOOK_DIM, "frequency_embedding_dim": 16,
+                        "multiple_of": 16},
+        "num_anchors": 3,
+        "anchor_embedding_dim": 8,
+        "visual_ranker": None,
+        "text_ranker": None,
+        # present (like in the released configs) so span_predictor=None can switch it off;
+        # left on, it would download PE-A-Frame weights
+        "span_predictor": "pe-a-frame-large",
+    }
+
+
+def build_t5(folder: Path) -> None:
+    import sentencepiece as spm
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES * 20) + "\n")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=40,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        minloglevel=2)
+    tokenizer = T5TokenizerFast(vocab_file=str(folder / "spiece.model"), extra_ids=0)
+    tokenizer.save_pretrained(folder)
+    config = T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2, decoder_start_token_id=0)
+    T5EncoderModel(config).save_pretrained(folder)
+
+
+def build(out: Path, seed: int = 0) -> Path:
+    import torch
+    from sam_audio import SAMAudio
+    from sam_audio.model.config import SAMAudioConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    build_t5(out / "t5")
+    config = tiny_config(str(out / "t5"))
+    torch.manual_seed(seed)
+    # span_predictor=None here too: building it loads pretrained PE-A-Frame weights
+    model = SAMAudio(SAMAudioConfig(**{**config, "span_predictor": None}))
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    # the text encoder is loaded from its own folder, not from the checkpoint (like upstream)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
+    torch.save(state, out / "checkpoint.pt")
+    return out
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1])))
