@@ -34,15 +34,20 @@ from remote_sep.batch_plan import Unit
 from remote_sep.errors import TransferError
 from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.profile_model import HostProfile
+from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
 READ_LIMIT = 1 << 20  # bytes of events read per poll
 INLINE_MAX = 8 << 20  # a file this small travels inside a bundle (in memory), not by SFTP
 BUNDLE_MAX = 32 << 20  # bytes per upload or download bundle
 
 
-def prepare(host: Any, profile: HostProfile) -> jobs.RemoteReady:
-    """Resolve the base and interpreter (one round trip); sync the payload when missing."""
-    ready = jobs.prepare(host, profile, payload_hash(), None)
+def prepare(host: Any, profile: HostProfile,
+            options: ReadyOptions | None = None) -> jobs.RemoteReady:
+    """Resolve the base and interpreter (one round trip, which also reads the bootstrap
+    stamp); bootstrap an unprovisioned host first when `options` allow it (else
+    NotProvisioned); sync the payload when missing."""
+    ready = prepare_ready(lambda: host, profile, options or ReadyOptions(),
+                          lambda: jobs.prepare(host, profile, payload_hash(), None))
     if not ready.payload_present:
         sync_payload(host, ready.base)
     return ready
@@ -104,9 +109,11 @@ class WorkerJob:
 
     @classmethod
     def start(cls, host: Any, profile: HostProfile, settings: dict[str, Any],
-              input_shas: dict[Path, str], job_id: str) -> WorkerJob:
-        """Prepare the host (one round trip), sync the payload if missing, start the worker."""
-        ready = prepare(host, profile)
+              input_shas: dict[Path, str], job_id: str,
+              provision: ReadyOptions | None = None) -> WorkerJob:
+        """Prepare the host (one round trip; a bootstrap first when it is not provisioned
+        and `provision` allows it), sync the payload if missing, start the worker."""
+        ready = prepare(host, profile, provision)
         paths = jobs.JobPaths(ready.base, job_id)
         manifest = Manifest(job_id=paths.job_id, settings=Settings(**settings), items=[])
         job = cls(host, profile, paths, 0, input_shas)

@@ -4,7 +4,10 @@ the failures with their kind at the end. It only reads a BatchRun; it never acts
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -18,8 +21,9 @@ from remote_sep.fleet import BatchReport, BatchRun
 
 DRAIN_NOTICE = ("Ctrl-C: no new units; waiting for the running ones "
                 "(press Ctrl-C again to detach)")
-STATE_STYLE = {"running": "green", "loading": "cyan", "connecting": "cyan", "retrying": "yellow",
-               "lost": "red", "failed": "bold red", "done": "dim", "detached": "yellow"}
+STATE_STYLE = {"running": "green", "loading": "cyan", "bootstrapping": "magenta",
+               "connecting": "cyan", "retrying": "yellow", "lost": "red",
+               "failed": "bold red", "done": "dim", "detached": "yellow"}
 
 
 def _eta(run: BatchRun, done_now: int, remaining: int, now: float) -> str:
@@ -83,6 +87,8 @@ class LiveView:
         self.enabled = enabled
         self._live: Live | None = None
         self._said_drain = False
+        self._lock = threading.Lock()  # ticks come from the main thread, pauses from hosts'
+        self._paused = 0
 
     def tick(self, run: BatchRun) -> None:
         if not self.enabled:
@@ -90,17 +96,36 @@ class LiveView:
                 self._said_drain = True
                 self.console.print(DRAIN_NOTICE, markup=False)
             return
-        if self._live is None:
-            self._live = Live(render(run), console=self.console, refresh_per_second=8,
-                              transient=False)
-            self._live.start()
-        else:
-            self._live.update(render(run))
+        with self._lock:
+            if self._paused:
+                return
+            if self._live is None:
+                self._live = Live(render(run), console=self.console, refresh_per_second=8,
+                                  transient=False)
+                self._live.start()
+            else:
+                self._live.update(render(run))
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing while a host thread asks the user something on the terminal
+        (bootstrap question, token prompt); the next tick draws the view again."""
+        with self._lock:
+            self._paused += 1
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._paused -= 1
 
     def __enter__(self) -> LiveView:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        with self._lock:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None

@@ -46,6 +46,8 @@ def batch(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     fmt: Annotated[str, typer.Option("--format", help="wav|flac")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=(
+        "Bootstrap hosts that are not provisioned without asking."))] = False,
     hosts_file: Annotated[Path | None, typer.Option(
         "--hosts-file", envvar="REMOTE_SEP_HOSTS",
         help="hosts.yaml to use (default: the user config dir's remote-sep/hosts.yaml).")
@@ -56,8 +58,9 @@ def batch(
 
     Each host runs one worker that loads the model once; hosts pull units from one shared
     queue; a lost host's units go to the others. Rerunning skips units whose outputs exist
-    with the right content (--force redoes them). Ctrl-C once: finish running units and
-    stop; twice: detach (rerun the same command to resume).
+    with the right content (--force redoes them). An unprovisioned host is bootstrapped
+    first (asked on a terminal; --yes: without asking). Ctrl-C once: finish running units
+    and stop; twice: detach (rerun the same command to resume).
     """
     command_line = _resume_command()
 
@@ -75,11 +78,19 @@ def batch(
         if not names:
             raise ConfigError("--hosts needs at least one host name")
         fleet = [profiles.get_profile(name, hosts_file) for name in names]
+        from remote_sep.cli_ready import ready_options
+        from remote_sep.host_worker import WorkerOptions
         from remote_sep.remote import connect  # the SSH stack only when a batch really runs
 
         with LiveView(err_console, enabled=not as_json and err_console.is_terminal) as view:
+            def say(host: str, line: str) -> None:  # bootstrap lines, above the live view
+                if not as_json:
+                    err_console.print(f"{host}: {line}", markup=False, highlight=False,
+                                      soft_wrap=True)
+
+            ready = ready_options(yes=yes, pause=view.paused, say=say, model=model)
             report = run_batch(plan, fleet, settings, connect=connect, force=force,
-                               on_tick=view.tick)
+                               on_tick=view.tick, options=WorkerOptions(ready=ready))
         _finish(report, as_json, command_line)
         return None
 
@@ -102,13 +113,16 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
             "state_file": report.state_file})
         if kind:
             body["exit_code"] = exit_code_for(kind)
-            body["error"] = {"kind": kind, "message": _summary(report), "hint": None}
+            body["error"] = {"kind": kind, "message": _summary(report),
+                             "hint": "; ".join(report.hints) or None}
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
     else:
         table = render_failures(report)
         if table is not None:
             err_console.print(table)
         err_console.print(_summary(report), markup=False)
+        for hint in report.hints:
+            err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
         if kind == "interrupted":
             err_console.print(f"detached; the remote workers finish what they hold. "
                               f"Resume with:\n  {command_line}", markup=False, soft_wrap=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,13 +99,16 @@ def log_event(log: Path, event: dict[str, Any]) -> None:
         fh.write(json.dumps(event) + "\n")
 
 
-def local_token_source(remote_has_token: bool) -> str | None:
+def local_token_source(remote_has_token: bool,
+                       pause: Callable[[], AbstractContextManager] = nullcontext) -> str | None:
     """The HF token for a bootstrap: HF_TOKEN or the local login cache; a hidden prompt
-    only on a terminal and only when the host does not already hold a token."""
+    only on a terminal and only when the host does not already hold a token (inside
+    `pause()`: a live view must stop redrawing while the user types)."""
     token, _ = find_local_token()
     if token or remote_has_token or not sys.stdin.isatty():
         return token
-    return prompt_token()
+    with pause():
+        return prompt_token()
 
 
 def render(event: dict[str, Any]) -> list[str]:

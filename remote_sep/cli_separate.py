@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,33 +32,6 @@ def _with_view(as_json: bool, action):
 
     with LiveView(err_console) as view:
         return action(view, view.paused)
-
-
-def _ready_options(name: str, yes: bool, as_json: bool, notify, pause) -> Any:
-    """How `separate` may bootstrap an unprovisioned host: --yes, else ask on a terminal
-    (no terminal: fail with the hint). Bootstrap events go to the bootstrap log and, as
-    lines, to the progress view."""
-    from remote_sep.cli_bootstrap import local_token_source, log_event, log_path, render
-    from remote_sep.provision.auto import ReadyOptions
-
-    log = log_path(name)
-
-    def report(event: dict[str, Any]) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log_event(log, event)
-        for line in render(event):
-            notify("status", {"message": line})
-
-    def ask(question: str) -> bool:
-        with pause():
-            return typer.confirm(question, default=False, err=True)
-
-    def token_source(remote_has_token: bool) -> str | None:
-        with pause():
-            return local_token_source(remote_has_token)
-
-    return ReadyOptions(assume_yes=yes, ask=ask if sys.stdin.isatty() else None,
-                        report=report, token_source=token_source)
 
 
 def _print_outputs(result: dict[str, Any]) -> None:
@@ -100,6 +72,7 @@ def separate(
     asking). Ctrl-C detaches (the job runs on; `remote-sep attach JOB --host NAME` picks
     it up).
     """
+    from remote_sep.cli_ready import ready_options
     from remote_sep.separate import SeparateOptions, check_inputs, run_separate
 
     def action() -> dict[str, Any]:
@@ -115,7 +88,8 @@ def separate(
                                format=fmt, force=force, extra_settings=extra)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,
-            provision=_ready_options(host, yes, as_json, notify, pause)))
+            provision=ready_options(yes=yes, pause=pause, say=lambda name, line: notify(
+                "status", {"message": line}))))
         if not as_json:
             _print_outputs(result)
         return result

@@ -43,6 +43,7 @@ class BatchReport:
     loads: dict[str, int] = field(default_factory=dict)  # host -> model loads seen
     detached: bool = False
     state_file: str = ""
+    hints: list[str] = field(default_factory=list)  # what to do about hosts that failed
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -150,7 +151,8 @@ def _report(plan: BatchPlan, queue: WorkQueue, workers: list[HostWorker], state:
     # Every host failed the same way (all host_key, say): that is the units' kind too.
     unit_kind = kinds.pop() if len(kinds) == 1 and len(failed_hosts) == len(workers) \
         else "unreachable"
-    report = BatchReport(detached=detached, state_file=str(state.path))
+    report = BatchReport(detached=detached, state_file=str(state.path),
+                         hints=list(dict.fromkeys(s.hint for s in failed_hosts if s.hint)))
     for unit in plan.units:
         result = queue.results[unit.key]
         if result.status in (QUEUED, RUNNING) and not detached and not queue.draining:

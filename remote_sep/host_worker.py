@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,13 @@ from remote_sep.batch_remote import WorkerJob, old_job_events, prepare, retire_j
 from remote_sep.batch_state import BatchState
 from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, NotProvisioned, RemoteSepError
 from remote_sep.profile_model import HostProfile
+from remote_sep.provision.auto import ReadyOptions
 
 # Connection failures no retry will fix: the host leaves the batch at once.
 FATAL_HOST_ERRORS = (AuthFailed, HostKeyError, NotProvisioned, ConfigError)
+# ... and the kinds of a failed automatic bootstrap (rerunning it would fail alike).
+FATAL_HOST_KINDS = {"auth", "host_key", "not_provisioned", "bad_config", "gated", "no_gpu",
+                    "unknown_model", "disk_full"}
 
 
 @dataclass
@@ -41,7 +45,8 @@ class HostStatus:
     """What the view shows for one host (written by its thread, read by the view)."""
 
     name: str
-    state: str = "connecting"  # connecting|loading|running|retrying|lost|done|failed|detached
+    # connecting|bootstrapping|loading|running|retrying|lost|done|failed|detached
+    state: str = "connecting"
     current: str | None = None  # label of the unit on the GPU
     chunk: tuple[int, int] | None = None
     done: int = 0
@@ -49,6 +54,7 @@ class HostStatus:
     busy_seconds: float = 0.0
     message: str | None = None
     kind: str | None = None  # why the host left the batch
+    hint: str | None = None  # what to do about it (e.g. `remote-sep bootstrap NAME`)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -67,6 +73,8 @@ class WorkerOptions:
     liveness_every: float = 2.0  # check the worker pid after this long without events
     give_up_s: float = 60.0  # a host failing this long leaves the batch
     close_wait_s: float = 5.0  # at the end: time to close workers of hosts we lost touch with
+    # May an unprovisioned host be bootstrapped (--yes, a question)? Default: no, it fails.
+    ready: ReadyOptions = field(default_factory=ReadyOptions)
 
 
 class HostWorker(threading.Thread):
@@ -91,6 +99,7 @@ class HostWorker(threading.Thread):
         self._restarts = 0
         self._link_s = Ewma()  # seconds per upload bundle (round trips + bytes)
         self._started_ids: list[str] = []  # job ids this thread tried to start
+        self._agreed = False  # the user said yes to bootstrapping this host (ask once)
 
     @property
     def host_name(self) -> str:
@@ -110,7 +119,7 @@ class HostWorker(threading.Thread):
                     job_id = jobs.new_job_id()
                     self._started_ids.append(job_id)  # if the start fails half-way: retire it
                     self.job = WorkerJob.start(host, self.profile, self.settings,
-                                               self.input_shas, job_id)
+                                               self.input_shas, job_id, self._provision())
                 else:
                     self.job.host = host
                 failures, released = 0, False
@@ -120,7 +129,7 @@ class HostWorker(threading.Thread):
                     self.job.close_inbox()
                 break
             except FATAL_HOST_ERRORS as exc:
-                self._give_up(str(exc).splitlines()[0], exc.kind)
+                self._give_up(str(exc).splitlines()[0], exc.kind, exc.hint)
                 return
             except _WorkerDied as exc:
                 self.status.message = str(exc)
@@ -131,6 +140,9 @@ class HostWorker(threading.Thread):
                     self._give_up(str(exc), "job_failed")
                     return
             except Exception as exc:  # link errors: EOF, socket, SSH, transfer
+                if isinstance(exc, RemoteSepError) and exc.kind in FATAL_HOST_KINDS:
+                    self._give_up(str(exc).splitlines()[0], exc.kind, exc.hint)
+                    return  # e.g. a bootstrap that failed on the gated check
                 failures += 1
                 failing_since = failing_since if failures > 1 else time.monotonic()
                 self.status.message = _short(exc)
@@ -161,7 +173,7 @@ class HostWorker(threading.Thread):
         old_ids = list(dict.fromkeys([*previous, *self._started_ids]))
         if not old_ids:
             return
-        ready = prepare(host, self.profile)
+        ready = prepare(host, self.profile, self._provision())
         for job_id, items in previous.items():
             old = WorkerJob(host, self.profile, jobs.JobPaths(ready.base, job_id), 0,
                             self.input_shas)
@@ -171,8 +183,28 @@ class HostWorker(threading.Thread):
         retire_jobs(host, ready.base, old_ids)
         self._started_ids.clear()
 
-    def _give_up(self, message: str, kind: str = "unreachable") -> None:
+    def _provision(self) -> ReadyOptions:
+        """The batch's ReadyOptions for this host: the view shows it bootstrapping, and a
+        yes answered once is not asked again when a reconnect prepares the host anew."""
+        base = self.opts.ready
+
+        def ask(question: str) -> bool:
+            assert base.ask is not None
+            self._agreed = self._agreed or base.ask(question)
+            return self._agreed
+
+        def report(event: dict[str, Any]) -> None:
+            if event.get("event") == "auto_bootstrap":
+                self.status.state, self.status.message = "bootstrapping", None
+            base.report(event)
+
+        return replace(base, assume_yes=base.assume_yes or self._agreed, report=report,
+                       ask=ask if base.ask is not None else None)
+
+    def _give_up(self, message: str, kind: str = "unreachable",
+                 hint: str | None = None) -> None:
         self.status.state, self.status.message, self.status.kind = "failed", message, kind
+        self.status.hint = hint
         self.status.current, self.status.chunk = None, None
         self.queue.release(self.host_name)
 

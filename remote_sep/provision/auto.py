@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from remote_sep.jobs import RemoteReady
 
 _ASK_LOCK = threading.Lock()
+_TOKEN_LOCK = threading.Lock()
 UNREAD: Any = object()  # `stamp=` default: read the stamp here (one round trip)
 Ask = Callable[[str], bool]  # (question) -> the user's answer
 
@@ -73,16 +74,29 @@ def ensure_ready(host: Host, profile: HostProfile, *, assume_yes: bool = False,
     # A host bootstrapped with --cpu earlier stays a CPU host when its plan is redone.
     cpu = profile.cpu or bool(((stamp or {}).get("facts") or {}).get("cpu"))
     report({"event": "auto_bootstrap", "host": profile.name, "cpu": cpu})
-    bootstrap(host, profile, model=model, cpu=cpu, token_source=token_source, report=report,
-              confirm=lambda plan: True)  # the user already agreed (or said --yes)
+    bootstrap(host, profile, model=model, cpu=cpu, token_source=serialized(token_source),
+              report=report, confirm=lambda plan: True)  # the user agreed (or said --yes)
     return venv_python(profile.path)
+
+
+def serialized(token_source: TokenSource) -> TokenSource:
+    """`token_source` one call at a time: batch bootstraps hosts on several threads, and
+    only one of them may prompt for the token on the terminal at once."""
+    def locked(remote_has_token: bool) -> str | None:
+        with _TOKEN_LOCK:
+            return token_source(remote_has_token)
+    return locked
 
 
 def ensure_ready_with(host: Host, profile: HostProfile, options: ReadyOptions,
                       stamp: Any = UNREAD) -> str:
-    """`ensure_ready` with the options a CLI built once (several hosts share them)."""
+    """`ensure_ready` with the options a CLI built once (several hosts share them: every
+    event reported carries the host's name as "host")."""
+    def report(event: dict[str, Any]) -> None:
+        options.report({**event, "host": profile.name})
+
     return ensure_ready(host, profile, assume_yes=options.assume_yes, ask=options.ask,
-                        report=options.report, token_source=options.token_source,
+                        report=report, token_source=options.token_source,
                         model=options.model, stamp=stamp)
 
 
