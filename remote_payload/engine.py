@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from .manifest import Settings, resolve_model
 BYTES_PER_AUDIO_SECOND = 256 * 2**20
 MAX_BATCH = 32
 VRAM_HEADROOM = 0.8
+MODEL_FILES = ("config.json", "checkpoint.pt")  # what from_pretrained reads from a folder
 
 
 class EngineError(Exception):
@@ -145,11 +147,28 @@ class Engine:
                 GatedRepoError,
                 HfHubHTTPError,
                 HFValidationError,
+                LocalEntryNotFoundError,
                 RepositoryNotFoundError,
             )
         except ImportError:
             return None
         page = f"https://huggingface.co/{self.model_id}"
+        if os.path.isdir(self.model_id) and isinstance(exc, FileNotFoundError):
+            missing = [name for name in MODEL_FILES
+                       if not os.path.isfile(os.path.join(self.model_id, name))]
+            if missing:  # else something inside the model failed: keep its traceback
+                return "unknown_model", (f"model folder {self.model_id!r} lacks "
+                                         f"{' and '.join(missing)} (a local model is a folder "
+                                         "with config.json + checkpoint.pt)")
+            return None
+        # checked before FileNotFoundError, its base: not cached here and no Hub reachable
+        # (no network, HF_HUB_OFFLINE) says nothing about the model id
+        if isinstance(exc, LocalEntryNotFoundError):
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return "not_provisioned", (f"the weights of {self.model_id} are not in this host's "
+                                       f"Hugging Face cache and the Hub could not be reached "
+                                       f"({first}); check the host's network, or download "
+                                       "them first (`remote-sep bootstrap --prefetch`)")
         if isinstance(exc, GatedRepoError):
             return "gated", (f"no access to the gated weights of {self.model_id}: request access "
                              f"on {page} with the Hugging Face account whose token this host uses")

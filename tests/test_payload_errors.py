@@ -47,6 +47,7 @@ def test_bad_inputs_fail_alone_and_the_good_item_still_runs(tmp_path: Path):
 
 @pytest.mark.parametrize("fail,model,kind", [("gated", "large", "gated"),
                                              ("auth", "large", "auth"),
+                                             ("offline", "large", "not_provisioned"),
                                              ("", "someone/not-a-sam-model", "unknown_model")])
 def test_model_access_errors_end_the_job(tmp_path: Path, fail: str, model: str, kind: str):
     audio = write_audio(tmp_path / "m.wav", seconds=1.0)
@@ -58,7 +59,22 @@ def test_model_access_errors_end_the_job(tmp_path: Path, fail: str, model: str, 
     if kind == "gated":
         assert "https://huggingface.co/facebook/sam-audio-large" in errors[0]["message"]
         assert "request access" in errors[0]["message"]
+    if kind == "not_provisioned":  # not "unknown model": the id is fine, the Hub is unreachable
+        assert "could not be reached" in errors[0]["message"]
+        assert "--prefetch" in errors[0]["message"]
     assert not of(events, "item_done") and finals(tmp_path / "job/out") == []
+
+
+def test_model_folder_without_checkpoint_names_the_missing_file(tmp_path: Path):
+    folder = tmp_path / "my model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    audio = write_audio(tmp_path / "m.wav", seconds=1.0)
+    rc, events, _ = run_payload(tmp_path / "job", [Item("a", str(audio), ["x"], ["out/a"])],
+                                Settings(**SMALL, model=str(folder)))
+    (error,) = of(events, "error")
+    assert rc == EXIT_CODES["unknown_model"] and error["kind"] == "unknown_model"
+    assert "lacks checkpoint.pt" in error["message"] and str(folder) in error["message"]
 
 
 def test_no_gpu_when_one_is_required(tmp_path: Path):

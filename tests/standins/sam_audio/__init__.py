@@ -29,10 +29,12 @@ Behaviour, chosen by environment variables (read at each call):
 - ``SAM_STANDIN_OOM_ABOVE=N``: ``separate`` raises ``torch.cuda.OutOfMemoryError`` when
   ``batch size * padded samples * reranking_candidates`` exceeds N.
 - ``SAM_STANDIN_FAIL``: ``gated`` (``GatedRepoError``), ``missing``
-  (``RepositoryNotFoundError``) or ``auth`` (``HfHubHTTPError`` with status 401), raised by
+  (``RepositoryNotFoundError``), ``auth`` (``HfHubHTTPError`` with status 401) or
+  ``offline`` (``LocalEntryNotFoundError``: not cached and no Hub reachable), raised by
   both ``from_pretrained``; these are the real huggingface_hub classes. Model ids that are
   not ``facebook/sam-audio-*`` and not a directory with a ``config.json`` always raise
-  ``RepositoryNotFoundError``, like the Hub.
+  ``RepositoryNotFoundError``, like the Hub. A directory without ``checkpoint.pt`` makes
+  ``SAMAudio.from_pretrained`` raise ``FileNotFoundError`` (the real one torch.loads it).
 - ``SAM_STANDIN_LOAD_LOG=path``: each ``SAMAudio.from_pretrained`` appends one JSON line
   (``model``, ``overrides``, ``pid``): tests count loads and check switched-off parts.
 - ``SAM_STANDIN_SECONDS_PER_SECOND=x``: ``separate`` sleeps x seconds per second of audio

@@ -20,7 +20,12 @@ def _url(repo_id: str) -> str:
 
 def resolve_config(model_id: str) -> dict:
     """The config a real load would read (config.json), or the real Hub error."""
-    from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     if os.path.isdir(model_id):
         path = os.path.join(model_id, "config.json")
@@ -33,6 +38,11 @@ def resolve_config(model_id: str) -> dict:
             f"config.json. Access to model {model_id} is restricted and you are not in the "
             "authorized list. Visit the model page to ask for access."
         )
+    if fail == "offline":  # what the real load raises with no cache and no reachable Hub
+        raise LocalEntryNotFoundError(
+            "An error happened while trying to locate the files on the Hub and we cannot find "
+            "the appropriate snapshot folder for the specified revision on the local disk. "
+            "Please check your internet connection and try again.")
     if fail == "auth":
         import requests
 
@@ -46,3 +56,11 @@ def resolve_config(model_id: str) -> dict:
             "config.json. Please make sure you specified the correct `repo_id`."
         )
     return dict(DEFAULT_CONFIG)
+
+
+def require_checkpoint(model_id: str) -> None:
+    """The real ``SAMAudio`` load also reads ``checkpoint.pt`` from a folder (torch.load)."""
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, "checkpoint.pt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(2, "No such file or directory", path)

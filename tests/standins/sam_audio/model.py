@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ._hub import resolve_config
+from ._hub import require_checkpoint, resolve_config
 
 DFLT_ODE_OPT = {"method": "midpoint", "options": {"step_size": 2 / 32}}
 TAPS = 255  # odd: a centred ("same") FIR
@@ -54,6 +54,7 @@ class SAMAudio(torch.nn.Module):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **overrides) -> SAMAudio:
         config = resolve_config(pretrained_model_name_or_path)
+        require_checkpoint(pretrained_model_name_or_path)
         applied = {k: v for k, v in overrides.items() if k in config}
         config.update(applied)
         log = os.environ.get("SAM_STANDIN_LOAD_LOG")
