@@ -132,6 +132,37 @@ def test_corrupt_download_is_refused_and_not_written(host, work, tmp_path):
     assert final.parent.exists()
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_block(done: int, total: int) -> None:
+    if done < total:
+        raise _Stop
+
+
+def test_interrupted_transfers_leave_the_old_file_and_no_temp(host, work, tmp_path):
+    """A transfer that dies midway (here: its progress callback raises after the first
+    block) never touches the file under the final name: tmp + rename on both sides."""
+    data = os.urandom(2 * 1024 * 1024)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    remote = work / "big.bin"
+    remote.write_bytes(b"old remote")
+    with pytest.raises(_Stop):
+        host.put_file(local, str(remote), progress=_stop_after_first_block)
+    assert remote.read_bytes() == b"old remote"
+    assert not [p for p in work.iterdir() if ".part-" in p.name]
+
+    remote.write_bytes(data)
+    pulled = tmp_path / "pulled.bin"
+    pulled.write_bytes(b"old local")
+    with pytest.raises(_Stop):
+        host.get_file(str(remote), pulled, progress=_stop_after_first_block)
+    assert pulled.read_bytes() == b"old local"
+    assert not list(tmp_path.glob(".pulled.bin.part-*"))
+
+
 def test_missing_files(host, work, tmp_path):
     assert host.size(str(work / "nope")) is None
     assert host.sha256(str(work / "nope")) is None
