@@ -103,6 +103,8 @@ def attach(
     out: Annotated[str | None, typer.Option("--out", "-o", help=(
         "Output prefix (default: the names the job was started with, else JOB_<item>_<desc> "
         "in the current folder)."))] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite existing files at the --out names.")] = False,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -111,8 +113,8 @@ def attach(
 
     def action() -> dict[str, Any]:
         profile = _profile(host, hosts)
-        result = _with_view(as_json, lambda notify, pause: run_attach(job, profile, out,
-                                                                        notify))
+        result = _with_view(as_json, lambda notify, pause: run_attach(
+            job, profile, out, notify, force=force))
         if not as_json:
             _print_outputs(result)
         return result

@@ -25,7 +25,7 @@ from remote_sep.errors import (
     RemoteSepError,
     Unreachable,
 )
-from remote_sep.follow import Link, Notify, _quiet, file_sha256, follow_job
+from remote_sep.follow import OUTPUT_KINDS, Link, Notify, _quiet, file_sha256, follow_job
 from remote_sep.jobs import (
     Cursor,
     JobPaths,
@@ -207,7 +207,7 @@ def _ready_host(link: Link, profile: HostProfile, cache_name: str, options: Read
 
 
 def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
-               notify: Notify = _quiet, connect=None) -> dict[str, Any]:
+               notify: Notify = _quiet, connect=None, force: bool = False) -> dict[str, Any]:
     """Follow a job from its first event and pull every output not already here."""
     started = time.monotonic()
     record = job_records.load(profile.name, job_id)
@@ -215,6 +215,8 @@ def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
     try:
         if record is None or out:
             record = _record_from_remote(link, profile, job_id, out, record)
+            if not force:
+                _refuse_foreign_outputs(record)
         if record.pid is None:
             record.pid = link.call(lambda h: read_pid(h, JobPaths(record.base, job_id)))
         job_records.save(record)
@@ -254,6 +256,17 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
             elif key not in record.prefixes:
                 record.prefixes[key] = str(Path.cwd() / f"{job_id}_{item.id}_{slug(desc)}")
     return record
+
+
+def _refuse_foreign_outputs(record: job_records.JobRecord) -> None:
+    """Names attach picked now (--out, or a job this laptop did not start) must not clobber
+    a file this job did not pull there earlier."""
+    existing = [path for key in record.prefixes for kind in OUTPUT_KINDS
+                if (path := record.local_path(key, kind)).exists()
+                and str(path) not in record.pulled]
+    if existing:
+        raise OutputExists(f"output exists: {existing[0]}",
+                           hint="pass --force to overwrite, or --out to pick another name")
 
 
 def _detached(profile: HostProfile, record: job_records.JobRecord | None) -> Interrupted:

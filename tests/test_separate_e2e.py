@@ -246,6 +246,29 @@ def test_local_host_end_to_end(tmp_path):
     assert body["result"]["round_trips"] == 0
 
 
+def test_attach_with_out_refuses_to_overwrite_without_force(tmp_path):
+    hosts = write_hosts_file(tmp_path / "hosts.yaml", {"local": {
+        "path": str(tmp_path / "remote"), "python": sys.executable,
+        "env": {"PYTHONPATH": STANDINS}}})
+    audio = make_audio(tmp_path / "a.wav", seconds=0.5)
+    result, body = invoke("separate", audio, "--desc", "bass", "--host", "local",
+                          "--hosts", hosts)
+    assert result.exit_code == 0, result.output
+    job_id = body["result"]["job_id"]
+    mine = tmp_path / "mine_target.wav"
+    mine.write_bytes(b"the user's own file")
+    result, body = invoke("attach", job_id, "--host", "local", "--out", tmp_path / "mine",
+                          "--hosts", hosts)
+    assert result.exit_code == EXIT_CODES["output_exists"], result.output
+    assert body["error"]["kind"] == "output_exists" and "--force" in body["error"]["hint"]
+    assert mine.read_bytes() == b"the user's own file"
+    assert not (tmp_path / "mine_residual.wav").exists()
+    result, body = invoke("attach", job_id, "--host", "local", "--out", tmp_path / "mine",
+                          "--force", "--hosts", hosts)
+    assert result.exit_code == 0, result.output
+    assert sha256(mine) == remote_outputs(tmp_path, job_id)["d0_target.wav"]
+
+
 def test_steps_option_reaches_the_payload_settings(tmp_path):
     hosts = write_hosts_file(tmp_path / "hosts.yaml", {"local": {
         "path": str(tmp_path / "remote"), "python": sys.executable,
