@@ -162,13 +162,16 @@ class Engine:
                                          "with config.json + checkpoint.pt)")
             return None
         # checked before FileNotFoundError, its base: not cached here and no Hub reachable
-        # (no network, HF_HUB_OFFLINE) says nothing about the model id
-        if isinstance(exc, LocalEntryNotFoundError):
+        # (no network, HF_HUB_OFFLINE) says nothing about the model id. transformers wraps it
+        # in an OSError when the model's T5 text encoder (its own Hub repo) is what is missing
+        cause = exc if isinstance(exc, LocalEntryNotFoundError) else exc.__cause__
+        if isinstance(cause, LocalEntryNotFoundError):
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return "not_provisioned", (f"the weights of {self.model_id} are not in this host's "
-                                       f"Hugging Face cache and the Hub could not be reached "
-                                       f"({first}); check the host's network, or download "
-                                       "them first (`remote-sep bootstrap --prefetch`)")
+            return "not_provisioned", (f"{self.model_id} needs files that are not in this "
+                                       "host's Hugging Face cache (its weights, or the text "
+                                       "encoder they load from the Hub) and the Hub could not "
+                                       f"be reached ({first}); check the host's network, or "
+                                       "download them first (`remote-sep bootstrap --prefetch`)")
         if isinstance(exc, GatedRepoError):
             return "gated", (f"no access to the gated weights of {self.model_id}: request access "
                              f"on {page} with the Hugging Face account whose token this host uses")

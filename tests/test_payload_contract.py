@@ -10,6 +10,7 @@ saved as config.json + checkpoint.pt) and runs ``python -m remote_payload`` with
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -64,10 +65,11 @@ def tiny_model(real_python: str, tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(folder, ignore_errors=True)  # ~0.5 GB of random weights
 
 
-def run_real(python: str, job: Path, settings: Settings, items: list[Item]):
+def run_real(python: str, job: Path, settings: Settings, items: list[Item],
+             env: dict[str, str] | None = None):
     job.mkdir(parents=True, exist_ok=True)
     (job / "manifest.json").write_text(Manifest("real", settings, items).to_json())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run([python, "-m", "remote_payload", "run", "--manifest", "manifest.json",
                            "--events", "events.jsonl"], cwd=job, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT)
@@ -188,3 +190,30 @@ def test_real_model_one_chunk_equals_the_direct_api_call(real_python: str, tiny_
     target, residual = np.load(reference)
     np.testing.assert_array_equal(stems["target"][:, 0].astype(np.float32), target)
     np.testing.assert_array_equal(stems["residual"][:, 0].astype(np.float32), residual)
+
+
+
+def test_real_load_errors_map_to_their_kinds(real_python: str, tiny_model: Path, tmp_path: Path):
+    """What the real loader raises with no Hub (HF_HUB_OFFLINE) and for an incomplete folder."""
+    source = write_audio(tmp_path / "in.wav", seconds=0.5)
+    config = json.loads((tiny_model / "config.json").read_text())
+    no_checkpoint = tmp_path / "no checkpoint"
+    no_checkpoint.mkdir()
+    (no_checkpoint / "config.json").write_text(json.dumps(config))
+    hub_t5 = tmp_path / "hub t5"  # complete folder whose text encoder is a Hub id
+    hub_t5.mkdir()
+    (hub_t5 / "config.json").write_text(json.dumps(
+        {**config, "text_encoder": {**config["text_encoder"], "name": "t5-base"}}))
+    (hub_t5 / "checkpoint.pt").symlink_to(tiny_model / "checkpoint.pt")
+    offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
+    cases = [("small", "not_provisioned", "--prefetch"),
+             (str(hub_t5), "not_provisioned", "text encoder"),
+             (str(no_checkpoint), "unknown_model", "lacks checkpoint.pt")]
+    for index, (model, kind, words) in enumerate(cases):
+        job = tmp_path / f"job{index}"
+        proc, events = run_real(real_python, job, Settings(model=model, device="cpu"),
+                                [Item("r", str(source), ["x"], ["out/r"])], env=offline)
+        errors = of(events, "error")
+        assert [e["kind"] for e in errors] == [kind], proc.stderr[-2000:]
+        assert words in errors[0]["message"]
+        assert not of(events, "item_done") and not (job / "out").exists()
