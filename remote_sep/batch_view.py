@@ -74,8 +74,9 @@ def render_failures(report: BatchReport) -> RenderableType | None:
     for column in ("input", "description", "kind", "message"):
         table.add_column(column)
     for item in failed:
-        table.add_row(item["input"], item["description"], item["kind"] or "",
-                      item["message"] or "")
+        # Text, not str: a table cell string is read as markup ("[live]" in a name).
+        table.add_row(Text(item["input"]), Text(item["description"]), Text(item["kind"] or ""),
+                      Text(item["message"] or ""))
     return table
 
 

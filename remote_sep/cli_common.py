@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from remote_payload.protocol import exit_code_for
 from remote_sep.errors import RemoteSepError
@@ -59,7 +60,7 @@ def _fail(command: str, as_json: bool, kind: str, message: str, hint: str | None
         error = {"kind": kind, "message": message, "hint": hint}
         sys.stdout.write(json.dumps(envelope(command, False, error=error, exit_code=code)) + "\n")
     else:
-        err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
         if hint:
             err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
     raise typer.Exit(code)

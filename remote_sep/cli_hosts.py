@@ -6,6 +6,7 @@ import dataclasses
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from remote_sep import profiles
@@ -63,8 +64,9 @@ def add(
         profile = profiles.add_host(name, target, key=key, path=path, python=python,
                                     proxy_jump=proxy_jump, hosts_file=hosts)
         if not as_json:
-            err_console.print(f"saved host [bold]{name}[/] ({profile.describe()}) "
-                              f"in {profile.source_file}")
+            where = escape(str(profile.source_file))
+            err_console.print(f"saved host [bold]{escape(name)}[/] "
+                              f"({escape(profile.describe())}) in {where}")
             err_console.print(f"next: remote-sep hosts trust {name}; remote-sep hosts check {name}",
                               markup=False)
         return {"host": profile_dict(profile)}

@@ -114,7 +114,7 @@ def render(state: JobState) -> RenderableType:
         for column in ("source", "progress", "chunks", "state", "eta"):
             table.add_column(column)
         for progress in state.outputs.values():
-            table.add_row(progress.description, _bar(progress.done, progress.total),
+            table.add_row(Text(progress.description), _bar(progress.done, progress.total),
                           f"{progress.done}/{progress.total}", progress.state,
                           _duration(progress.eta_s) if progress.state == "running" else "")
         parts.append(table)
