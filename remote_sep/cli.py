@@ -15,7 +15,8 @@ app = typer.Typer(
         "Separate a sound source out of an audio file with SAM Audio on a remote GPU box "
         "over SSH, and bring the stems back."
     ),
-    epilog=f"Exit codes: 0 ok, {_EXIT_LINE}.",
+    # 2 is the argument parser's own (click): a missing or unknown option, printed as usage.
+    epilog=f"Exit codes: 0 ok, 2 usage, {_EXIT_LINE}.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -66,3 +66,9 @@ def test_progress_view_shows_bracketed_descriptions():
     state.apply("event", {"event": "item_start", "t": 0.0, "item": "i0", "desc": 0,
                           "description": "[/] [bold]vocals", "chunks": 2})
     assert "[/] [bold]vocals" in text_of(render(state))
+
+
+def test_usage_errors_exit_2_as_the_help_says():
+    help_text = CliRunner().invoke(app, ["--help"]).output
+    assert "2 usage" in " ".join(help_text.split())
+    assert CliRunner().invoke(app, ["separate", "a.wav"]).exit_code == 2  # no --desc
