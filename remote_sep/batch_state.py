@@ -55,9 +55,6 @@ class BatchState:
                 return False
         return True
 
-    def mark_sent(self, unit: Unit, fingerprint: str, host: str, job: str, item: str) -> None:
-        self.mark_sent_many([(unit, fingerprint, item)], host, job)
-
     def mark_sent_many(self, sent: list[tuple[Unit, str, str]], host: str, job: str) -> None:
         """(unit, fingerprint, remote item id) for each unit of one bundle: one save."""
         with self._lock:
@@ -70,11 +67,6 @@ class BatchState:
         with self._lock:
             self.done[unit.key] = {"fingerprint": fingerprint, "outputs": dict(shas), "host": host}
             self.sent.pop(unit.key, None)
-            self._save()
-
-    def forget(self, unit: Unit) -> None:
-        with self._lock:
-            self.done.pop(unit.key, None)
             self._save()
 
     def _save(self) -> None:
