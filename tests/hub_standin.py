@@ -19,7 +19,11 @@ REVISION = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # What --prefetch downloads (snapshot_download): small stand-in weight files.
-FILES = {"config.json": b'{"stand_in": true}\n', "checkpoint.pt": bytes(range(256)) * 64}
+# Like the real config, it names the text encoder that loading fetches (prefetched too).
+TEXT_ENCODER = "google-t5/t5-base"
+FILES = {"config.json": json.dumps({"stand_in": True, "text_encoder": {"name": TEXT_ENCODER}}
+                                  ).encode() + b"\n",
+         "checkpoint.pt": bytes(range(256)) * 64}
 
 
 class HubStandin:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import profile_for, write_hosts_file
-from hub_standin import COMMIT, FILES, GOOD_TOKEN, NO_ACCESS_TOKEN, HubStandin
+from hub_standin import COMMIT, FILES, GOOD_TOKEN, NO_ACCESS_TOKEN, TEXT_ENCODER, HubStandin
 from sshd import SshServer, start_sshd
 
 from remote_sep import profiles
@@ -211,6 +211,11 @@ def test_prefetch_on_a_provisioned_host_only_downloads(world: World):
     snapshot = world.hf_home / "hub" / "models--facebook--sam-audio-large" / "snapshots" / COMMIT
     for name, data in FILES.items():
         assert (snapshot / name).read_bytes() == data
+    # The text encoder the config names comes too, its weights filtered to what loads.
+    cache_name = "models--" + TEXT_ENCODER.replace("/", "--")
+    encoder = world.hf_home / "hub" / cache_name / "snapshots" / COMMIT
+    assert (encoder / "config.json").read_bytes() == FILES["config.json"]
+    assert not (encoder / "checkpoint.pt").exists()
     assert_no_token_leak(world, run.stdout, run.stderr, argv=argv)
 
 
