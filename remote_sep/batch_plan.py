@@ -8,7 +8,6 @@ host, so that a fast host takes more and a failure costs one description, not a 
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import re
 import string
@@ -193,14 +192,6 @@ def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, 
             raise ConfigError(f"--name-template puts {name!r} outside the output folder")
         outputs[role] = path
     return Unit(key=f"{file}\n{desc}", index=index, input=file, description=desc, outputs=outputs)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def relative_to(path: Path, base: Path) -> str:

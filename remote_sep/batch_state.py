@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from remote_sep.batch_plan import Unit, sha256_file
+from remote_sep.batch_plan import Unit
+from remote_sep.hostbase import sha256_file
 
 STATE_NAME = ".remote-sep-batch.json"
 STATE_VERSION = 1

@@ -8,7 +8,6 @@ notify kinds: ``status`` {message}, ``event`` {the event}, ``transfer`` {name, d
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 
 from remote_sep import job_records
 from remote_sep.errors import AuthFailed, HostKeyError, JobFailed, RemoteSepError, Unreachable
+from remote_sep.hostbase import sha256_file
 from remote_sep.jobs import Cursor, JobPaths, Poll, poll_events, stderr_tail
 from remote_sep.profile_model import HostProfile
 
@@ -141,14 +141,6 @@ class FollowResult:
     bye: dict[str, Any] | None = None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def error_from_event(event: dict[str, Any], host: str) -> RemoteSepError:
     kind = str(event.get("kind") or "internal")
     where = f" ({event['item']}/d{event['desc']})" if event.get("item") is not None \
@@ -173,7 +165,7 @@ def pull_outputs(link: Link, record: job_records.JobRecord, event: dict[str, Any
         local = record.local_path(key, kind)
         sha = info.get("sha256")
         if not (local.exists() and sha and record.pulled.get(str(local)) == sha
-                and file_sha256(local) == sha):
+                and sha256_file(local) == sha):
             remote = paths.resolve(info["path"])
 
             def fetch(host, remote=remote, local=local, sha=sha):

@@ -6,6 +6,7 @@ No paramiko here: LocalHost imports this without pulling in the SSH stack.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -161,3 +162,12 @@ def tmp_name(path: str, token: str) -> str:
     head, _, tail = path.rpartition("/")
     return f"{head}/.{tail}.part-{token}" if head or path.startswith("/") else \
         f".{tail}.part-{token}"
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a local file, read in 1 MiB blocks (memory does not grow with its size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

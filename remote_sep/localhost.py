@@ -22,6 +22,7 @@ from remote_sep.hostbase import (
     check_result,
     detached_script,
     full_command,
+    sha256_file,
 )
 from remote_sep.profile_model import LOCAL_HOST, HostProfile
 
@@ -152,13 +153,7 @@ class LocalHost:
 
     def sha256(self, remote: str) -> str | None:
         path = self._p(remote)
-        if not path.is_file():
-            return None
-        digest = hashlib.sha256()
-        with open(path, "rb") as src:
-            while block := src.read(CHUNK):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(path) if path.is_file() else None
 
     def mkdirs(self, remote: str, mode: int = 0o755) -> None:
         os.makedirs(self._p(remote), mode=mode, exist_ok=True)

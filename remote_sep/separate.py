@@ -25,7 +25,8 @@ from remote_sep.errors import (
     RemoteSepError,
     Unreachable,
 )
-from remote_sep.follow import OUTPUT_KINDS, Link, Notify, _quiet, file_sha256, follow_job
+from remote_sep.follow import OUTPUT_KINDS, Link, Notify, _quiet, follow_job
+from remote_sep.hostbase import sha256_file
 from remote_sep.jobs import (
     Cursor,
     JobPaths,
@@ -148,7 +149,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     started = time.monotonic()
     audio = Path(audio).expanduser()
     settings, prefixes = check_local(audio, profile, opts)
-    sha = file_sha256(audio)
+    sha = sha256_file(audio)
     cache_name = sha + upload_extension(audio)
     link = Link(profile, connect, notify=notify)
     record = None
