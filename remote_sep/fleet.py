@@ -17,6 +17,7 @@ from typing import Any
 from remote_sep.batch_plan import BatchPlan, Unit
 from remote_sep.batch_queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
 from remote_sep.batch_state import BatchState, unit_fingerprint
+from remote_sep.errors import OutputExists
 from remote_sep.host_worker import HostWorker, WorkerOptions
 from remote_sep.hostbase import sha256_file
 from remote_sep.profile_model import HostProfile
@@ -78,6 +79,8 @@ def run_batch(
         if not force and state.is_done(unit, fingerprints[unit.key]):
             queue.skip(unit.key)
             queue.results[unit.key].outputs = dict(state.done[unit.key]["outputs"])
+    if not force:
+        _refuse_foreign_outputs(plan, queue, state)
     stop = threading.Event()
     workers = [HostWorker(p, queue, state, fingerprints, settings, input_shas, connect, stop,
                           options, fleet_size=len(profiles)) for p in profiles]
@@ -142,6 +145,20 @@ class _interrupts:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+
+
+def _refuse_foreign_outputs(plan: BatchPlan, queue: WorkQueue, state: BatchState) -> None:
+    """A file at an output name that this batch never wrote there is the user's: refuse
+    before anything runs (an output the batch wrote, then damaged or outdated, is redone)."""
+    for unit in plan.units:
+        if (queue.results[unit.key].status == SKIPPED or unit.key in state.done
+                or unit.key in state.sent):  # sent: a pull may have stopped between files
+            continue
+        existing = [path for path in unit.outputs.values() if path.exists()]
+        if existing:
+            raise OutputExists(f"output exists: {existing[0]}",
+                               hint="pass --force to overwrite, or pick another --out-dir or "
+                                    "--name-template")
 
 
 def _report(plan: BatchPlan, queue: WorkQueue, workers: list[HostWorker], state: BatchState,

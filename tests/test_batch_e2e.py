@@ -332,3 +332,30 @@ def test_a_lost_hosts_worker_is_closed_when_the_batch_ends(tmp_path, make_ssh_se
     assert (job / "inbox" / "CLOSE").exists()
     assert not list((job / "inbox").glob("*.json"))  # its untaken items were dropped
     wait_for(lambda: any(e["event"] == "bye" for e in events(job)))  # and it exits
+
+
+def test_a_file_the_batch_did_not_write_is_not_overwritten_without_force(tmp_path):
+    import sys
+
+    from batch_helpers import write_hosts_file
+    from conftest import TESTS
+
+    make_songs(tmp_path / "in", 2)
+    hosts_file = write_hosts_file(tmp_path / "hosts.yaml", {"local": {
+        "path": str(tmp_path / "remote-local"), "python": sys.executable,
+        "env": {"PYTHONPATH": str(TESTS / "standins")}}})
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "song 01_vocals_target.wav"
+    mine.write_bytes(b"the user's own file")
+    argv = ["batch", str(tmp_path / "in"), "-d", "vocals", "--hosts", "local",
+            "--hosts-file", str(hosts_file), "-o", str(out), "--json"]
+    refused = CliRunner().invoke(app, argv)
+    assert refused.exit_code == 16, refused.output  # output_exists
+    body = json.loads(refused.stdout)
+    assert body["error"]["kind"] == "output_exists" and "--force" in body["error"]["hint"]
+    assert mine.read_bytes() == b"the user's own file"
+    assert remote_jobs(tmp_path, "local") == []  # nothing ran
+    forced = CliRunner().invoke(app, [*argv, "--force"])
+    assert forced.exit_code == 0, forced.output
+    check_outputs(out, json.loads(forced.stdout)["result"]["items"], 2)
