@@ -110,7 +110,9 @@ class WorkQueue:
             return keys
 
     def give_back(self, key: str, host: str) -> None:
-        """``host`` could not hand the unit to its worker: back to the front, no attempt used."""
+        """One unit of ``host`` back to the front, no attempt used: ``host`` could not hand it
+        to its worker, or took it back from the worker's inbox unrun (Ctrl-C). A unit that
+        is no longer ``host``'s (released, finished elsewhere) stays as it is."""
         with self._lock:
             if self._owner.get(key) != host:
                 return

@@ -91,6 +91,7 @@ class WorkerJob:
         self.inflight: dict[str, Unit] = {}  # unit key -> unit, sent and not finished here
         self.queued_remote: set[str] = set()  # sent, no item_done/error yet (the GPU's queue)
         self.items: dict[str, Unit] = {}  # remote item id -> unit (everything ever sent)
+        self.inbox_files: dict[str, str] = {}  # unit key -> its item file's name in inbox/
         self.started_at: dict[str, float] = {}
         self.cached: set[str] | None = None  # cache names present on the remote (None: ask)
         self.incoming: list[dict[str, Any]] = []  # read by the feed thread, not yet taken
@@ -170,10 +171,12 @@ class WorkerJob:
                     self.paths.base, self.input_shas[unit.input], unit.input.suffix.lower()),
                     descriptions=[unit.description], prefixes=[f"out/{item_id}"])
                 self._seq += 1
-                _add(tar, f"i/{self._seq:06d}-{item_id}.json", item_to_json(item).encode())
+                file_name = f"{self._seq:06d}-{item_id}.json"
+                _add(tar, f"i/{file_name}", item_to_json(item).encode())
                 ids.append(item_id)
                 with self.lock:  # before the exec: its events may come before its answer
                     self.items[item_id] = unit
+                    self.inbox_files[unit.key] = file_name
                     self.inflight[unit.key] = unit
                     self.queued_remote.add(unit.key)
                     self.started_at[unit.key] = time.monotonic()
@@ -308,6 +311,34 @@ class WorkerJob:
                                              f"{remote} from {self.host.name}")
                 at += size
             done(unit, shas)
+
+    def withdraw_untaken(self) -> list[Unit]:
+        """Take back every item the worker has not taken yet and close the inbox, in ONE
+        round trip (Ctrl-C: only what runs finishes). The worker takes an item by renaming
+        it into ``taken/`` (atomic), so an ``rm`` that fails means the worker got it first:
+        it runs and will be pulled. A name in neither place was withdrawn by an earlier try
+        whose answer a link cut lost. Returns the units withdrawn, now out of ``inflight``
+        and ``queued_remote``. The caller must keep submits out until it returns."""
+        with self.lock:
+            waiting = {self.inbox_files[k]: self.inflight[k] for k in self.queued_remote
+                       if k in self.inbox_files and k in self.inflight}
+        script = (f"cd {shlex.quote(self.paths.inbox)} || exit 0\n"
+                  "while IFS= read -r n; do\n"
+                  '  if rm -- "$n" 2>/dev/null || [ ! -e "../taken/$n" ]; then\n'
+                  '    printf "%s\\n" "$n"\n'
+                  "  fi\n"
+                  "done\n"
+                  ": > CLOSE\n")
+        names = "".join(f"{name}\n" for name in sorted(waiting))
+        result = self.host.run(script, stdin=names.encode())
+        withdrawn = [waiting[name] for name in result.text.split() if name in waiting]
+        with self.lock:
+            for unit in withdrawn:
+                self.inflight.pop(unit.key, None)
+                self.queued_remote.discard(unit.key)
+                self.inbox_files.pop(unit.key, None)
+            self.closed = True
+        return sorted(withdrawn, key=lambda unit: unit.index)
 
     def close_inbox(self) -> None:
         """No more items: the worker finishes what its inbox holds, then exits."""

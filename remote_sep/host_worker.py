@@ -100,6 +100,9 @@ class HostWorker(threading.Thread):
         self._link_s = Ewma()  # seconds per upload bundle (round trips + bytes)
         self._started_ids: list[str] = []  # job ids this thread tried to start
         self._agreed = False  # the user said yes to bootstrapping this host (ask once)
+        # The uploader's take + submit and the drain's withdrawal exclude each other, so a
+        # unit is never submitted into an inbox that was already withdrawn and closed.
+        self._submit_lock = threading.Lock()
 
     @property
     def host_name(self) -> str:
@@ -247,6 +250,8 @@ class HostWorker(threading.Thread):
             while not self.stop.is_set():
                 if uploader.error is not None:
                     raise uploader.error
+                if self.queue.draining and not job.closed:
+                    self._withdraw(job)
                 if feed is not None:
                     if feed.error is not None:
                         raise feed.error
@@ -296,34 +301,46 @@ class HostWorker(threading.Thread):
                            link_s=self._link_s.value,
                            fair_share=fair)
 
+    def _withdraw(self, job: WorkerJob) -> None:
+        """Ctrl-C (drain): the items the worker has not taken yet come back unrun (queued
+        again, for a rerun to do) and the inbox is closed; only the running ones finish."""
+        # Wait for a bundle on its way (its items are withdrawn too), unless we detach.
+        while not self._submit_lock.acquire(timeout=0.1):
+            if self.stop.is_set():
+                return
+        try:
+            units = job.withdraw_untaken()
+        finally:
+            self._submit_lock.release()
+        for unit in reversed(units):  # back to the front, in their order
+            self.queue.give_back(unit.key, self.host_name)
+
     def _feed(self, job: WorkerJob) -> bool:
         """The uploader's step: top the inbox up in one bundle; returns whether it sent."""
-        if self.stop.is_set():
-            return False
-        with job.lock:
-            want = self._depth() - len(job.queued_remote)
-        units = []
-        while len(units) < want:
-            unit = self.queue.take(self.host_name)
-            if unit is None:
-                break
-            units.append(unit)
-        if not units:
-            return False
-        try:
-            items = timed(lambda: job.submit_many(units), self._link_s)
-        except BaseException:
+        with self._submit_lock:
+            if self.stop.is_set() or self.queue.draining or job.closed:
+                return False
             with job.lock:
-                for unit in units:
-                    job.inflight.pop(unit.key, None)
-                    job.queued_remote.discard(unit.key)
-            for unit in units:  # if the bundle did land, its results are still pulled
-                self.queue.give_back(unit.key, self.host_name)
-            raise
-        self.state.mark_sent_many([(u, self.fingerprints[u.key], i)
-                                   for u, i in zip(units, items, strict=True)],
-                                  self.host_name, job.job_id)
-        return True
+                want = self._depth() - len(job.queued_remote)
+            units = []
+            while len(units) < want and (unit := self.queue.take(self.host_name)) is not None:
+                units.append(unit)
+            if not units:
+                return False
+            try:
+                items = timed(lambda: job.submit_many(units), self._link_s)
+            except BaseException:
+                with job.lock:
+                    for unit in units:
+                        job.inflight.pop(unit.key, None)
+                        job.queued_remote.discard(unit.key)
+                for unit in units:  # if the bundle did land, its results are still pulled
+                    self.queue.give_back(unit.key, self.host_name)
+                raise
+            self.state.mark_sent_many([(u, self.fingerprints[u.key], i)
+                                       for u, i in zip(units, items, strict=True)],
+                                      self.host_name, job.job_id)
+            return True
 
     def _on_event(self, job: WorkerJob, event: dict[str, Any]) -> None:
         name = event.get("event")

@@ -210,39 +210,77 @@ def test_a_bad_file_gives_partial_with_the_failure_listed(tmp_path, make_ssh_ser
     assert "bad_audio" in again.output and "2 already done" in again.output
 
 
+def inbox_items(job) -> list[str]:
+    return sorted(p.name for p in (job / "inbox").glob("*.json"))
+
+
+def item_id_of(file_name: str) -> str:
+    return file_name.rsplit("-", 1)[1].removesuffix(".json")  # "000002-u1.json" -> "u1"
+
+
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_drains_then_detaches_and_says_how_to_resume(tmp_path, make_ssh_server,
                                                             presses):
+    """The stand-in holds the first unit "on the GPU" (SAM_STANDIN_HOLD) while the inbox
+    holds the next ones, so Ctrl-C finds untaken items there whatever the machine's load."""
     import signal
     import subprocess
     import sys
     import time
 
-    make_songs(tmp_path / "in", 8)
-    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")},
-                          SAM_STANDIN_SECONDS_PER_SECOND="0.6")
+    make_songs(tmp_path / "in", 12)
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")}, SAM_STANDIN_HOLD=str(hold))
     out = tmp_path / "out"
     argv = [sys.executable, "-c", "from remote_sep.cli import main; main()", "batch",
             str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1", "--hosts-file",
             str(hosts_file), "-o", str(out)]
     laptop = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: pulled_from(out, "gpu1") >= 1)
-    for _ in range(presses):
-        laptop.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-    _, stderr = laptop.communicate(timeout=60)
+    try:
+        wait_for(lambda: len(remote_jobs(tmp_path, "gpu1")) == 1)
+        (job,) = remote_jobs(tmp_path, "gpu1")
+        wait_for(lambda: any(e["event"] == "item_start" for e in events(job))
+                 and len(inbox_items(job)) >= 2)
+        waiting = inbox_items(job)  # untaken: the worker is held on its first unit
+        (running,) = {e["item"] for e in events(job) if e["event"] == "item_start"}
+        for _ in range(presses):
+            laptop.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        if presses == 1:  # the untaken items are withdrawn and the inbox closed, at once
+            wait_for(lambda: (job / "inbox" / "CLOSE").exists())
+            assert inbox_items(job) == []
+        else:
+            laptop.wait(timeout=60)  # detached while the unit is still held
+        hold.unlink()
+        _, stderr = laptop.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        laptop.kill()
     assert laptop.returncode == 130, stderr
     assert "waiting for the running ones" in stderr
     assert "Resume with:" in stderr and "remote-sep batch" in stderr
     pulled = pulled_from(out, "gpu1")
-    assert 1 <= pulled < 8
-    (job,) = remote_jobs(tmp_path, "gpu1")
-    if presses == 1:  # drained: what ran was pulled, the worker was closed
-        assert (job / "inbox" / "CLOSE").exists()
-        assert items_done_on(tmp_path, "gpu1") == pulled
+    if presses == 1:  # only the running unit finished and was pulled; the worker exits
+        assert pulled == 1 < 12
+        wait_for(lambda: any(e["event"] == "bye" for e in events(job)))
+        ran = {e["item"] for e in events(job) if e["event"] in ("item_start", "item_done")}
+        assert ran == {running}
+        for name in waiting:  # withdrawn: gone from the inbox, never taken, never run
+            assert not (job / "taken" / name).exists()
+            assert item_id_of(name) not in ran
+    else:
+        assert pulled == 0
     rerun = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    check_outputs(out, json.loads(rerun.stdout)["result"]["items"], 8)
+    items = json.loads(rerun.stdout)["result"]["items"]
+    check_outputs(out, items, 12)
+    if presses == 1:  # the rerun ran the withdrawn units (and all but the one done before)
+        assert [i["status"] for i in items].count("skipped") == 1
+        new_job = next(j for j in remote_jobs(tmp_path, "gpu1") if j != job)
+        done_there = {e["item"] for e in events(new_job) if e["event"] == "item_done"}
+        assert {item_id_of(name) for name in waiting} <= done_there
+        assert items_done_on(tmp_path, "gpu1") == 12  # each unit ran once in all
 
 
 def test_unknown_host_key_fails_every_unit_with_host_key(tmp_path, make_ssh_server):

@@ -89,3 +89,76 @@ def test_event_feed_streams_a_growing_file_until_the_command_ends(tmp_path):
     feed.close()
     assert feed.ended and feed.error is None
     assert b"".join(got).count(b"\n") == 2
+
+
+def _submitted(tmp_path: Path, count: int) -> tuple[WorkerJob, Path, list[Unit]]:
+    """A job with ``count`` units really submitted into its inbox (no worker running)."""
+    units = [_unit(tmp_path, n) for n in range(count)]
+    for unit in units:
+        unit.input.write_bytes(f"input {unit.index}".encode())
+    job, job_dir = _job(tmp_path)
+    job.input_shas = {u.input: hashlib.sha256(u.input.read_bytes()).hexdigest() for u in units}
+    (job_dir / "inbox").mkdir()
+    (job_dir / "taken").mkdir()
+    (Path(job.paths.base) / "cache").mkdir()
+    job.submit_many(units)
+    return job, job_dir, units
+
+
+def test_withdraw_takes_back_what_the_worker_has_not_taken_in_one_go(tmp_path):
+    job, job_dir, units = _submitted(tmp_path, 4)
+    first, *rest = sorted((job_dir / "inbox").glob("*.json"))
+    first.rename(job_dir / "taken" / first.name)  # the worker took the first (atomic rename)
+    rest[-1].unlink()  # withdrawn by an earlier try whose answer a link cut lost
+    withdrawn = job.withdraw_untaken()
+    assert [u.key for u in withdrawn] == ["k1", "k2", "k3"]
+    assert [p.name for p in (job_dir / "inbox").iterdir()] == ["CLOSE"]  # the worker exits
+    assert (job_dir / "taken" / first.name).exists()  # the running one is left alone
+    assert set(job.inflight) == job.queued_remote == {"k0"}  # still to be pulled
+    assert job.closed
+
+
+class _HeldUpload(LocalHost):
+    """LocalHost whose upload exec waits until the test lets it land."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploading, self.land = threading.Event(), threading.Event()
+
+    def run(self, argv, **kwargs):
+        if isinstance(argv, str) and "tar -x" in argv:
+            self.uploading.set()
+            self.land.wait(30)
+        return super().run(argv, **kwargs)
+
+
+def test_a_bundle_on_its_way_when_the_drain_starts_is_withdrawn_too(tmp_path):
+    """Ctrl-C while the uploader's exec is in flight: the withdrawal waits for it to land,
+    then takes its items back; no item is left in the closed inbox to run."""
+    import dataclasses
+
+    from remote_sep.batch_queue import QUEUED, WorkQueue
+    from remote_sep.batch_state import BatchState
+    from remote_sep.host_worker import HostWorker
+
+    job, job_dir, (sent,) = _submitted(tmp_path, 1)
+    job.host = host = _HeldUpload()
+    units = [dataclasses.replace(_unit(tmp_path, n), input=sent.input) for n in (1, 2)]
+    queue = WorkQueue(units)
+    worker = HostWorker(HostProfile(name="local"), queue, BatchState(tmp_path / "out"),
+                        {u.key: "f" for u in units}, {}, job.input_shas, LocalHost,
+                        threading.Event())
+    uploader = threading.Thread(target=worker._feed, args=(job,))
+    uploader.start()
+    assert host.uploading.wait(30)  # both units taken, their exec not landed yet
+    queue.drain()
+    withdrawal = threading.Thread(target=worker._withdraw, args=(job,))
+    withdrawal.start()
+    withdrawal.join(0.5)  # (without the ordering it would be over by now, too early)
+    host.land.set()
+    uploader.join(30)
+    withdrawal.join(30)
+    assert [p.name for p in (job_dir / "inbox").iterdir()] == ["CLOSE"]
+    assert [queue.results[u.key].status for u in units] == [QUEUED, QUEUED]
+    assert queue.running() == 0 and not job.inflight
+    assert worker._feed(job) is False  # drained and closed: nothing more is sent

@@ -39,6 +39,8 @@ Behaviour, chosen by environment variables (read at each call):
   (``model``, ``overrides``, ``pid``): tests count loads and check switched-off parts.
 - ``SAM_STANDIN_SECONDS_PER_SECOND=x``: ``separate`` sleeps x seconds per second of audio
   in the batch (slows a job down so tests can kill links mid-run).
+- ``SAM_STANDIN_HOLD=path``: ``separate`` waits while that file exists (a test holds an
+  item on the "GPU" for as long as it needs, whatever the machine's load).
 """
 
 from .model import SAMAudio, SeparationResult
