@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from remote_sep.atomic import write_text_atomic
 from remote_sep.batch_plan import Unit
 from remote_sep.hostbase import sha256_file
 
@@ -71,8 +71,5 @@ class BatchState:
             self._save()
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {"v": STATE_VERSION, "done": self.done, "sent": self.sent}
-        tmp = self.path.with_name(f"{STATE_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(body, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(body, ensure_ascii=False, indent=1))

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from remote_sep.atomic import write_text_atomic
 from remote_sep.profile_model import HostProfile
 
 ENV_KNOWN_HOSTS = "REMOTE_SEP_KNOWN_HOSTS"
@@ -107,10 +108,4 @@ def add_known_host(file: Path | str | None, profile: HostProfile, key: HostKey,
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     lines.append(f"{name} {key.keytype} {key.key}\n")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        out.writelines(lines)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "".join(lines), new_mode=0o600)

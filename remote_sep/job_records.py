@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from remote_sep.atomic import write_text_atomic
+
 APP_NAME = "remote-sep"
 
 
@@ -53,11 +55,7 @@ def record_path(host: str, job_id: str) -> Path:
 
 def save(record: JobRecord) -> Path:
     path = record_path(record.host, record.job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(record), ensure_ascii=False, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(asdict(record), ensure_ascii=False, indent=1))
 
 
 def load(host: str, job_id: str) -> JobRecord | None:

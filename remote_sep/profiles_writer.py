@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from remote_sep.atomic import write_text_atomic
 from remote_sep.errors import ConfigError
 from remote_sep.profile_model import LOCAL_HOST, HostProfile
 
@@ -85,7 +84,7 @@ def add_host(
     except ConfigError:  # an odd layout the line editor cannot handle: rewrite it whole
         new_text = _rewrite_all(parsed, name, values)
         check = profiles.parse_text(new_text, file)
-    _atomic_write(file, new_text)
+    write_text_atomic(file, new_text)
     config = profiles.load_ssh_config()
     entry = check.entries[name]
     return profiles.build_profile(name, entry.values, config, file, entry.line)
@@ -136,17 +135,3 @@ def _rewrite_all(parsed: Any, name: str, values: dict[str, Any]) -> str:
     return HEADER + yaml.safe_dump({"hosts": hosts}, sort_keys=False, allow_unicode=True)
 
 
-def _atomic_write(file: Path, text: str) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    mode = file.stat().st_mode & 0o777 if file.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
