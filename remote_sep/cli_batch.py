@@ -124,8 +124,10 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
         for hint in report.hints:
             err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
         if kind == "interrupted":
-            err_console.print(f"detached; the remote workers finish what they hold. "
-                              f"Resume with:\n  {command_line}", markup=False, soft_wrap=True)
+            done = ("detached; the remote workers finish what they hold." if report.detached
+                    else "stopped after the running units; the others were not run.")
+            err_console.print(f"{done} Resume with:\n  {command_line}", markup=False,
+                              soft_wrap=True)
     # Exit here in every case: run_command must not print a second JSON envelope.
     raise typer.Exit(exit_code_for(kind) if kind else 0)
 

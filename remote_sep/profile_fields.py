@@ -58,6 +58,10 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+class WholeMessage(ValueError):
+    """A value error whose message says all (no "expected <kind>" is added to it)."""
+
+
 def _env(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError("must be a mapping of NAME: value")
@@ -66,7 +70,7 @@ def _env(value: Any) -> dict[str, str]:
         if not isinstance(name, str) or not name.replace("_", "a").isalnum():
             raise ValueError(f"{name!r} is not an environment variable name")
         if any(marker in name.upper() for marker in SECRET_MARKERS):
-            raise ValueError(
+            raise WholeMessage(
                 f"{name} looks like a secret; env values are put on remote command lines "
                 "(bootstrap sends the Hugging Face token safely)"
             )

@@ -19,7 +19,7 @@ import yaml
 
 from remote_sep.errors import ConfigError, UnknownHost
 from remote_sep.hostkeys import default_known_hosts
-from remote_sep.profile_fields import FIELDS
+from remote_sep.profile_fields import FIELDS, WholeMessage
 from remote_sep.profile_model import LOCAL_HOST, HostProfile
 from remote_sep.ssh_config import SSHConfig, load_ssh_config, ssh_config_aliases
 
@@ -181,8 +181,8 @@ def _parse_entry(file: Path, name: str, body: yaml.Node, loader: yaml.SafeLoader
         try:
             values[field] = FIELDS[field].convert(raw)
         except ValueError as exc:
-            spec = FIELDS[field]
-            raise _fail(file, _line(value_node), f"{exc} (expected {spec.kind})", field) from None
+            expected = "" if isinstance(exc, WholeMessage) else f" (expected {FIELDS[field].kind})"
+            raise _fail(file, _line(value_node), f"{exc}{expected}", field) from None
     return values
 
 

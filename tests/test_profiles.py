@@ -131,6 +131,7 @@ def test_env_refuses_secrets(tmp_path: Path) -> None:
     message = config_error(path)
     assert f"{path}:5:" in message and "secret" in message
     assert "hf_abc" not in message
+    assert "expected" not in message  # the reason is the name, not the value's type
 
 
 def test_local_is_built_in_and_refuses_ssh_fields(tmp_path: Path) -> None:
