@@ -162,3 +162,13 @@ def test_a_bundle_on_its_way_when_the_drain_starts_is_withdrawn_too(tmp_path):
     assert [queue.results[u.key].status for u in units] == [QUEUED, QUEUED]
     assert queue.running() == 0 and not job.inflight
     assert worker._feed(job) is False  # drained and closed: nothing more is sent
+
+
+@pytest.mark.parametrize("expected", [None, "", "0" * 64])
+def test_an_output_without_its_recorded_sha256_is_never_written(tmp_path, expected):
+    from remote_sep.batch_remote import _write_verified
+
+    target = tmp_path / "song_vocals_target.wav"
+    with pytest.raises(TransferError):
+        _write_verified(target, b"RIFF....", expected, "target from gpu1")
+    assert list(tmp_path.iterdir()) == []
