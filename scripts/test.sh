@@ -19,6 +19,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -e '.[test]'
+# pip's own chatter goes to a log, shown only when the install fails.
+pip_log=$(mktemp)
+if ! .venv/bin/python -m pip install -q -e '.[test]' >"$pip_log" 2>&1; then
+  cat "$pip_log"; exit 1
+fi
+rm -f "$pip_log"
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -rs "$@"
