@@ -23,9 +23,9 @@ app = typer.Typer(
 )
 
 # Each cli_* module adds its commands (imported after `app` exists).
-from remote_sep import cli_batch, cli_bootstrap, cli_hosts, cli_separate  # noqa: E402
+from remote_sep import cli_batch, cli_bootstrap, cli_clean, cli_hosts, cli_separate  # noqa: E402
 
-for _module in (cli_separate, cli_batch, cli_bootstrap, cli_hosts):
+for _module in (cli_separate, cli_batch, cli_bootstrap, cli_hosts, cli_clean):
     _module.register(app)
 
 
