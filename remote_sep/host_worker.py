@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from remote_sep.batch_queue import DONE, FAILED, QUEUED, SKIPPED, WorkQueue
 from remote_sep.batch_remote import WorkerJob, old_job_events, prepare, retire_jobs
 from remote_sep.batch_state import BatchState
 from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, NotProvisioned, RemoteSepError
+from remote_sep.host_status import HostStatus, WorkerOptions
 from remote_sep.profile_model import HostProfile
 from remote_sep.provision.auto import ReadyOptions
 
@@ -38,43 +39,6 @@ FATAL_HOST_ERRORS = (AuthFailed, HostKeyError, NotProvisioned, ConfigError)
 # ... and the kinds of a failed automatic bootstrap (rerunning it would fail alike).
 FATAL_HOST_KINDS = {"auth", "host_key", "not_provisioned", "bad_config", "gated", "no_gpu",
                     "unknown_model", "disk_full"}
-
-
-@dataclass
-class HostStatus:
-    """What the view shows for one host (written by its thread, read by the view)."""
-
-    name: str
-    # connecting|bootstrapping|loading|running|retrying|lost|done|failed|detached
-    state: str = "connecting"
-    current: str | None = None  # label of the unit on the GPU
-    chunk: tuple[int, int] | None = None
-    done: int = 0
-    loads: int = 0
-    busy_seconds: float = 0.0
-    message: str | None = None
-    kind: str | None = None  # why the host left the batch
-    hint: str | None = None  # what to do about it (e.g. `remote-sep bootstrap NAME`)
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def seconds_per_item(self) -> float | None:
-        return self.busy_seconds / self.done if self.done else None
-
-
-@dataclass
-class WorkerOptions:
-    ahead: int = 2  # units in the remote inbox beyond the one on the GPU (at least)
-    max_ahead: int = 16  # a slow link may raise it up to this (batch_pipe.queue_depth)
-    retry_budget: int = 3  # consecutive link failures before releasing the host's units
-    backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
-    max_restarts: int = 1  # worker deaths tolerated per host
-    poll: float = 0.03  # seconds between event reads when nothing happened
-    liveness_every: float = 2.0  # check the worker pid after this long without events
-    give_up_s: float = 60.0  # a host failing this long leaves the batch
-    close_wait_s: float = 5.0  # at the end: time to close workers of hosts we lost touch with
-    # May an unprovisioned host be bootstrapped (--yes, a question)? Default: no, it fails.
-    ready: ReadyOptions = field(default_factory=ReadyOptions)
 
 
 class HostWorker(threading.Thread):

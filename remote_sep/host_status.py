@@ -1,0 +1,45 @@
+"""Plain data of one host's part of a batch: what the view shows, how the worker behaves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from remote_sep.provision.auto import ReadyOptions
+
+
+@dataclass
+class HostStatus:
+    """What the view shows for one host (written by its thread, read by the view)."""
+
+    name: str
+    # connecting|bootstrapping|loading|running|retrying|lost|done|failed|detached
+    state: str = "connecting"
+    current: str | None = None  # label of the unit on the GPU
+    chunk: tuple[int, int] | None = None
+    done: int = 0
+    loads: int = 0
+    busy_seconds: float = 0.0
+    message: str | None = None
+    kind: str | None = None  # why the host left the batch
+    hint: str | None = None  # what to do about it (e.g. `remote-sep bootstrap NAME`)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds_per_item(self) -> float | None:
+        return self.busy_seconds / self.done if self.done else None
+
+
+@dataclass
+class WorkerOptions:
+    ahead: int = 2  # units in the remote inbox beyond the one on the GPU (at least)
+    max_ahead: int = 16  # a slow link may raise it up to this (batch_pipe.queue_depth)
+    retry_budget: int = 3  # consecutive link failures before releasing the host's units
+    backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
+    max_restarts: int = 1  # worker deaths tolerated per host
+    poll: float = 0.03  # seconds between event reads when nothing happened
+    liveness_every: float = 2.0  # check the worker pid after this long without events
+    give_up_s: float = 60.0  # a host failing this long leaves the batch
+    close_wait_s: float = 5.0  # at the end: time to close workers of hosts we lost touch with
+    # May an unprovisioned host be bootstrapped (--yes, a question)? Default: no, it fails.
+    ready: ReadyOptions = field(default_factory=ReadyOptions)
