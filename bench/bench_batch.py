@@ -36,9 +36,9 @@ from sshd import start_sshd  # noqa: E402
 
 from remote_payload.manifest import Item, Manifest  # noqa: E402
 from remote_sep import profiles  # noqa: E402
-from remote_sep.batch_plan import plan_batch  # noqa: E402
-from remote_sep.fleet import run_batch  # noqa: E402
-from remote_sep.remote import connect  # noqa: E402
+from remote_sep.batch.fleet import run_batch  # noqa: E402
+from remote_sep.batch.plan import plan_batch  # noqa: E402
+from remote_sep.ssh.host import connect  # noqa: E402
 
 STANDINS = ROOT / "tests" / "standins"
 

@@ -29,7 +29,7 @@ from sshd import start_sshd  # noqa: E402
 
 from remote_sep import profiles  # noqa: E402
 from remote_sep.provision.apply import bootstrap  # noqa: E402
-from remote_sep.remote import connect  # noqa: E402
+from remote_sep.ssh.host import connect  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -49,7 +49,7 @@ def main(repeats: int) -> None:
             hosts = write_hosts_file(work / "hosts.yaml", {"bench": entry})
             env = {**os.environ, "REMOTE_SEP_HOSTS": str(hosts), "HF_TOKEN": GOOD_TOKEN,
                    "REMOTE_SEP_STATE_DIR": str(work / "state")}
-            cli = [sys.executable, "-c", "from remote_sep.cli import main; main()",
+            cli = [sys.executable, "-c", "from remote_sep.cli.main import main; main()",
                    "bootstrap", "bench", "--cpu"]
             print("provisioning the test host (first bootstrap) ...", flush=True)
             first = timed(lambda: subprocess.run(cli, env=env, check=True,

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from sshd import start_sshd  # noqa: E402
 
-from remote_sep.profile_model import HostProfile  # noqa: E402
-from remote_sep.separate import SeparateOptions, run_separate  # noqa: E402
+from remote_sep.hosts.profile import HostProfile  # noqa: E402
+from remote_sep.jobs.separate import SeparateOptions, run_separate  # noqa: E402
 
 
 def main() -> None:

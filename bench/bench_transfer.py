@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from sshd import start_sshd  # noqa: E402
 
-from remote_sep.profile_model import HostProfile  # noqa: E402
-from remote_sep.remote import connect  # noqa: E402
+from remote_sep.hosts.profile import HostProfile  # noqa: E402
+from remote_sep.ssh.host import connect  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -26,7 +26,7 @@ from test_separate_e2e import make_audio, sha256
 from typer.testing import CliRunner
 
 from remote_payload.protocol import EXIT_CODES
-from remote_sep.cli import app
+from remote_sep.cli.main import app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 STANDINS = TESTS / "standins"
@@ -132,7 +132,7 @@ def run_in_terminal(argv: list[str], env: dict[str, str], answer: str,
 
 
 def separate_argv(world: World, *extra: str) -> list[str]:
-    return [sys.executable, "-c", "from remote_sep.cli import main; main()", "separate",
+    return [sys.executable, "-c", "from remote_sep.cli.main import main; main()", "separate",
             str(world.audio), "--desc", "bass hum", "--host", "gpu", "--force", *extra]
 
 
@@ -207,7 +207,7 @@ def test_bootstrap_builds_from_base_python_and_warns_about_python(world, cli_env
     hosts = write_hosts_file(tmp_path / "hosts.yaml", {"gpu": {
         **world.entry, "path": str(tmp_path / "other"), "python": sys.executable}})
     run = subprocess.run(
-        [sys.executable, "-c", "from remote_sep.cli import main; main()", "bootstrap", "gpu",
+        [sys.executable, "-c", "from remote_sep.cli.main import main; main()", "bootstrap", "gpu",
          "--dry-run", "--hosts", str(hosts)], env=world.env(), capture_output=True, text=True,
         stdin=subprocess.DEVNULL, timeout=120)
     assert run.returncode == 0, run.stderr

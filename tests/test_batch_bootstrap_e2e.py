@@ -58,7 +58,7 @@ def test_without_yes_or_a_terminal_the_host_fails_not_provisioned(world, songs, 
 
 
 def test_answering_no_on_a_terminal_installs_nothing(world, songs, tmp_path):  # noqa: F811
-    argv = [sys.executable, "-c", "from remote_sep.cli import main; main()",
+    argv = [sys.executable, "-c", "from remote_sep.cli.main import main; main()",
             *map(str, batch_args(world, songs, tmp_path / "out", "bass hum"))]
     code, output = run_in_terminal(argv, world.env(), answer="n")
     assert "Host gpu is not provisioned" in output and "[y/N]" in output, output
@@ -121,7 +121,7 @@ def test_the_token_source_runs_one_call_at_a_time():
 TWO_HOSTS_ASK = """
 import sys, threading
 from contextlib import nullcontext
-from remote_sep.cli_ready import ready_options
+from remote_sep.cli.ready import ready_options
 from remote_sep.provision.auto import serialized
 opts = ready_options(yes=True, pause=nullcontext, say=lambda host, line: None)
 source, got = serialized(opts.token_source), []

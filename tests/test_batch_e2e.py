@@ -8,11 +8,11 @@ import pytest
 from batch_helpers import check_outputs, events, fleet, loads, make_songs, remote_jobs, sha
 from typer.testing import CliRunner
 
-from remote_sep.batch_plan import plan_batch
-from remote_sep.cli import app
-from remote_sep.fleet import run_batch
-from remote_sep.host_worker import WorkerOptions
-from remote_sep.remote import connect
+from remote_sep.batch.fleet import run_batch
+from remote_sep.batch.host_worker import WorkerOptions
+from remote_sep.batch.plan import plan_batch
+from remote_sep.cli.main import app
+from remote_sep.ssh.host import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def test_laptop_killed_rerun_pulls_what_the_remote_finished(tmp_path, make_ssh_s
     hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")},
                           SAM_STANDIN_SECONDS_PER_SECOND="0.6")
     out = tmp_path / "out"
-    argv = [sys.executable, "-c", "from remote_sep.cli import main; main()", "batch",
+    argv = [sys.executable, "-c", "from remote_sep.cli.main import main; main()", "batch",
             str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1", "--hosts-file",
             str(hosts_file), "-o", str(out), "--json"]
     laptop = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -233,7 +233,7 @@ def test_ctrl_c_drains_then_detaches_and_says_how_to_resume(tmp_path, make_ssh_s
     hold.write_text("")
     hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("a")}, SAM_STANDIN_HOLD=str(hold))
     out = tmp_path / "out"
-    argv = [sys.executable, "-c", "from remote_sep.cli import main; main()", "batch",
+    argv = [sys.executable, "-c", "from remote_sep.cli.main import main; main()", "batch",
             str(tmp_path / "in"), "-d", "drums", "--hosts", "gpu1", "--hosts-file",
             str(hosts_file), "-o", str(out)]
     laptop = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from remote_sep import jobs
-from remote_sep.batch_pipe import EventFeed, queue_depth
-from remote_sep.batch_plan import Unit
-from remote_sep.batch_remote import WorkerJob
+from remote_sep.batch.pipe import EventFeed, queue_depth
+from remote_sep.batch.plan import Unit
+from remote_sep.batch.worker_job import WorkerJob
 from remote_sep.errors import TransferError
-from remote_sep.localhost import LocalHost
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.local import LocalHost
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.jobs import layout
 
 
 def test_depth_starts_at_base_and_grows_with_a_slow_link():
@@ -32,7 +32,7 @@ def test_depth_is_bounded_by_max_ahead_and_a_fair_share():
 
 def _job(tmp_path: Path) -> tuple[WorkerJob, Path]:
     base = tmp_path / "remote"
-    paths = jobs.JobPaths(str(base), "j1")
+    paths = layout.JobPaths(str(base), "j1")
     Path(paths.out).mkdir(parents=True)
     return WorkerJob(LocalHost(), HostProfile(name="local"), paths, 0, {}), Path(paths.dir)
 
@@ -137,9 +137,9 @@ def test_a_bundle_on_its_way_when_the_drain_starts_is_withdrawn_too(tmp_path):
     then takes its items back; no item is left in the closed inbox to run."""
     import dataclasses
 
-    from remote_sep.batch_queue import QUEUED, WorkQueue
-    from remote_sep.batch_state import BatchState
-    from remote_sep.host_worker import HostWorker
+    from remote_sep.batch.host_worker import HostWorker
+    from remote_sep.batch.queue import QUEUED, WorkQueue
+    from remote_sep.batch.state import BatchState
 
     job, job_dir, (sent,) = _submitted(tmp_path, 1)
     job.host = host = _HeldUpload()
@@ -166,7 +166,7 @@ def test_a_bundle_on_its_way_when_the_drain_starts_is_withdrawn_too(tmp_path):
 
 @pytest.mark.parametrize("expected", [None, "", "0" * 64])
 def test_an_output_without_its_recorded_sha256_is_never_written(tmp_path, expected):
-    from remote_sep.batch_remote import _write_verified
+    from remote_sep.batch.worker_job import _write_verified
 
     target = tmp_path / "song_vocals_target.wav"
     with pytest.raises(TransferError):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from remote_sep.batch_plan import expand_inputs, plan_batch, slug
-from remote_sep.batch_state import BatchState, unit_fingerprint
+from remote_sep.batch.plan import expand_inputs, plan_batch, slug
+from remote_sep.batch.state import BatchState, unit_fingerprint
 from remote_sep.errors import BadAudio, ConfigError
 
 

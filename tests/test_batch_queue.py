@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remote_sep.batch_plan import Unit
-from remote_sep.batch_queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
+from remote_sep.batch.plan import Unit
+from remote_sep.batch.queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
 
 
 def units(n: int) -> list[Unit]:

@@ -18,10 +18,10 @@ import pytest
 import soundfile as sf
 from batch_helpers import check_outputs, fleet, make_songs
 
-from remote_sep.batch_plan import plan_batch
-from remote_sep.fleet import run_batch
-from remote_sep.host_worker import WorkerOptions
-from remote_sep.remote import connect
+from remote_sep.batch.fleet import run_batch
+from remote_sep.batch.host_worker import WorkerOptions
+from remote_sep.batch.plan import plan_batch
+from remote_sep.ssh.host import connect
 
 RUNS = int(os.environ.get("SOAK_RUNS", "30"))
 SEED = 20261125

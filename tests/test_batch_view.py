@@ -8,13 +8,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from remote_sep.batch_plan import BatchPlan, Unit
-from remote_sep.batch_queue import WorkQueue
-from remote_sep.batch_state import BatchState
-from remote_sep.batch_view import render, render_failures
-from remote_sep.fleet import BatchRun, _report
-from remote_sep.host_worker import HostWorker
-from remote_sep.profile_model import HostProfile
+from remote_sep.batch.fleet import BatchRun, _report
+from remote_sep.batch.host_worker import HostWorker
+from remote_sep.batch.plan import BatchPlan, Unit
+from remote_sep.batch.queue import WorkQueue
+from remote_sep.batch.state import BatchState
+from remote_sep.cli.batch_view import render, render_failures
+from remote_sep.hosts.profile import HostProfile
 
 
 def text_of(renderable) -> str:

@@ -26,7 +26,7 @@ from remote_sep import profiles
 from remote_sep.errors import NotProvisioned
 from remote_sep.provision import ensure_provisioned, venv_python
 from remote_sep.provision.apply import bootstrap
-from remote_sep.remote import connect
+from remote_sep.ssh.host import connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -56,7 +56,7 @@ class World:
         return env
 
     def cli(self, *args: str, token: str | None = GOOD_TOKEN) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-c", "from remote_sep.cli import main; main()", "bootstrap",
+        cmd = [sys.executable, "-c", "from remote_sep.cli.main import main; main()", "bootstrap",
                "gpu", *args]
         return subprocess.run(cmd, env=self.env(token), capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=800)
@@ -264,7 +264,7 @@ def test_no_gpu_without_cpu_flag_is_a_clear_error(world: World, tmp_path: Path):
     hosts = write_hosts_file(tmp_path / "hosts.yaml", {"gpu": {
         **profile_for(world.server, tmp_path / "base"), "hf_home": str(tmp_path / "hf")}})
     env = {**world.env(GOOD_TOKEN), "REMOTE_SEP_HOSTS": str(hosts)}
-    run = subprocess.run([sys.executable, "-c", "from remote_sep.cli import main; main()",
+    run = subprocess.run([sys.executable, "-c", "from remote_sep.cli.main import main; main()",
                           "bootstrap", "gpu"], env=env, capture_output=True, text=True)
     assert run.returncode == 13, run.stderr
     assert "no NVIDIA GPU" in run.stderr and "--cpu" in run.stderr

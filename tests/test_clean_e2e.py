@@ -15,7 +15,7 @@ from conftest import profile_for, write_hosts_file
 from typer.testing import CliRunner
 
 from remote_payload.protocol import EXIT_CODES
-from remote_sep.cli import app
+from remote_sep.cli.main import app
 
 pytestmark = pytest.mark.e2e
 DAY = 86400
@@ -151,9 +151,9 @@ def test_bad_older_than_is_bad_config(remote, value):
 def test_delete_rechecks_liveness_and_cache_use(remote, ssh_server):
     """A job that came alive (or a cache file a running job took up) between the listing
     and the delete round trip is kept."""
-    from remote_sep.cleanup import Target, delete_script
+    from remote_sep.jobs.cleanup import Target, delete_script
     from remote_sep.profiles import get_profile
-    from remote_sep.remote import connect
+    from remote_sep.ssh.host import connect
 
     base, hosts, sleeper = remote
     job = make_job(base, "20200101-000000-race00", days=10, pid=sleeper.pid)

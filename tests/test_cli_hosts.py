@@ -14,7 +14,7 @@ from conftest import profile_for, write_hosts_file
 from sshd import free_port
 from typer.testing import CliRunner
 
-from remote_sep.cli import app
+from remote_sep.cli.main import app
 
 TESTS = Path(__file__).resolve().parent
 STANDIN_BIN = TESTS / "standins" / "bin"

@@ -11,15 +11,15 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from remote_payload.protocol import EXIT_CODES
-from remote_sep.batch_plan import BatchPlan, Unit
-from remote_sep.batch_queue import WorkQueue
-from remote_sep.batch_state import BatchState
-from remote_sep.batch_view import render_failures
-from remote_sep.cli import app
-from remote_sep.fleet import BatchRun, _report
-from remote_sep.host_worker import HostWorker
-from remote_sep.profile_model import HostProfile
-from remote_sep.ui import JobState, render
+from remote_sep.batch.fleet import BatchRun, _report
+from remote_sep.batch.host_worker import HostWorker
+from remote_sep.batch.plan import BatchPlan, Unit
+from remote_sep.batch.queue import WorkQueue
+from remote_sep.batch.state import BatchState
+from remote_sep.cli.batch_view import render_failures
+from remote_sep.cli.job_view import JobState, render
+from remote_sep.cli.main import app
+from remote_sep.hosts.profile import HostProfile
 
 BRACKETS = "song [live] [/] [bold]x.wav"
 

@@ -9,10 +9,11 @@ import subprocess
 import pytest
 from sshd import keygen
 
-from remote_sep import hostkeys
 from remote_sep.errors import HostKeyError, Unreachable
-from remote_sep.profile_model import HostProfile
-from remote_sep.remote import connect
+from remote_sep.hosts import known_hosts
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.ssh.host import connect
+from remote_sep.ssh.trust import fetch_host_key
 
 
 def profile(server, known, **extra) -> HostProfile:
@@ -27,7 +28,7 @@ def ssh_keygen_fingerprint(pub) -> str:
 
 
 def test_fetch_matches_ssh_keygen_fingerprint(ssh_server, tmp_path):
-    key = hostkeys.fetch_host_key(profile(ssh_server, tmp_path / "none"))
+    key = fetch_host_key(profile(ssh_server, tmp_path / "none"))
     keytype, blob = ssh_server.host_key.with_suffix(".pub").read_text().split()[:2]
     assert (key.keytype, key.key) == (keytype, blob)
     assert key.fingerprint == ssh_keygen_fingerprint(ssh_server.host_key.with_suffix(".pub"))
@@ -40,7 +41,7 @@ def test_trust_then_connect(ssh_server, tmp_path):
     prof = profile(ssh_server, known)
     with pytest.raises(HostKeyError):
         connect(prof)
-    written = hostkeys.add_known_host(None, prof, hostkeys.fetch_host_key(prof))
+    written = known_hosts.add_known_host(None, prof, fetch_host_key(prof))
     assert written == known
     assert stat.S_IMODE(ssh_dir.stat().st_mode) == 0o700
     assert known.read_text().startswith(f"[127.0.0.1]:{ssh_server.port} ssh-ed25519 ")
@@ -62,7 +63,7 @@ def test_retrust_replaces_changed_key_plain_and_hashed(ssh_server, tmp_path):
         prof = profile(ssh_server, path)
         with pytest.raises(HostKeyError, match="CHANGED"):
             connect(prof)
-        hostkeys.add_known_host(path, prof, hostkeys.fetch_host_key(prof))
+        known_hosts.add_known_host(path, prof, fetch_host_key(prof))
         assert blob not in path.read_text() and len(path.read_text().splitlines()) == 2
         with connect(prof) as h:
             assert h.run(["true"]).exit_code == 0
@@ -72,19 +73,19 @@ def test_retrust_replaces_changed_key_plain_and_hashed(ssh_server, tmp_path):
 def test_port_22_uses_bare_name(tmp_path):
     known = tmp_path / "kh"
     prof = HostProfile(name="x", host="gpu.example", port=22, known_hosts=[str(known)])
-    key = hostkeys.HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIF", "SHA256:x")
-    hostkeys.add_known_host(None, prof, key)
+    key = known_hosts.HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIF", "SHA256:x")
+    known_hosts.add_known_host(None, prof, key)
     assert known.read_text() == "gpu.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF\n"
 
 
 def test_known_hosts_files_precedence(tmp_path, monkeypatch):
     monkeypatch.delenv("REMOTE_SEP_KNOWN_HOSTS", raising=False)
     bare = HostProfile(name="x")
-    assert [str(p) for p in hostkeys.known_hosts_files(bare)][1] == "/etc/ssh/ssh_known_hosts"
+    assert [str(p) for p in known_hosts.known_hosts_files(bare)][1] == "/etc/ssh/ssh_known_hosts"
     monkeypatch.setenv("REMOTE_SEP_KNOWN_HOSTS", f"{tmp_path}/a:{tmp_path}/b")
-    assert hostkeys.known_hosts_files(bare) == [tmp_path / "a", tmp_path / "b"]
+    assert known_hosts.known_hosts_files(bare) == [tmp_path / "a", tmp_path / "b"]
     own = HostProfile(name="x", known_hosts=[str(tmp_path / "own")])
-    assert hostkeys.known_hosts_files(own) == [tmp_path / "own"]
+    assert known_hosts.known_hosts_files(own) == [tmp_path / "own"]
 
 
 def test_fetch_from_closed_port_is_unreachable(tmp_path):
@@ -94,7 +95,7 @@ def test_fetch_from_closed_port_is_unreachable(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(Unreachable):
-        hostkeys.fetch_host_key(HostProfile(name="x", host="127.0.0.1", port=port))
+        fetch_host_key(HostProfile(name="x", host="127.0.0.1", port=port))
 
 
 def test_fetch_through_proxy_jump(make_ssh_server, tmp_path):
@@ -105,8 +106,8 @@ def test_fetch_through_proxy_jump(make_ssh_server, tmp_path):
     prof = HostProfile(name="behind", host="127.0.0.1", port=target.port, user=target.user,
                        key_files=[str(jump.user_key), str(target.user_key)],
                        known_hosts=[str(known)], proxy_jump=f"127.0.0.1:{jump.port}")
-    key = hostkeys.fetch_host_key(prof)
+    key = fetch_host_key(prof)
     assert key.fingerprint == ssh_keygen_fingerprint(target.host_key.with_suffix(".pub"))
-    hostkeys.add_known_host(None, prof, key)
+    known_hosts.add_known_host(None, prof, key)
     with connect(prof) as h:
         assert h.run(["true"]).exit_code == 0

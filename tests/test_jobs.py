@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from remote_payload import protocol as pr
-from remote_sep import job_records, jobs, payload_sync
 from remote_sep.errors import NotProvisioned
-from remote_sep.localhost import LocalHost
-from remote_sep.profile_model import HostProfile
-from remote_sep.remote import connect
+from remote_sep.hosts.local import LocalHost
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.jobs import layout, payload_sync, records
+from remote_sep.ssh.host import connect
 
 
 def local_profile(base: Path, **extra) -> HostProfile:
@@ -30,12 +30,12 @@ def ssh_profile(server, base: Path, **extra) -> HostProfile:
 
 
 def test_consume_keeps_partial_lines_and_drops_seen_seqs():
-    cursor = jobs.Cursor()
+    cursor = layout.Cursor()
     first = b'{"v":1,"seq":0,"event":"hello"}\n{"v":1,"seq":1,"ev'
-    assert [e["seq"] for e in jobs.consume(cursor, first)] == [0]
+    assert [e["seq"] for e in layout.consume(cursor, first)] == [0]
     assert cursor.offset == first.index(b"\n") + 1  # the half line is read again next time
     rest = b'{"v":1,"seq":0,"event":"hello"}\nnot json\n{"v":1,"seq":1,"event":"chunk"}\n'
-    events = jobs.consume(cursor, rest)
+    events = layout.consume(cursor, rest)
     assert [e["event"] for e in events] == ["chunk"]  # seq 0 again is a duplicate
     assert cursor.last_seq == 1 and cursor.offset == len(first.split(b"\n")[0]) + 1 + len(rest)
     assert cursor.problems and cursor.problems[0].startswith("not JSON")
@@ -45,11 +45,11 @@ def test_prepare_reports_missing_interpreter_with_bootstrap_hint(tmp_path):
     host = LocalHost(local_profile(tmp_path))
     profile = HostProfile(name="gpu9", path=str(tmp_path / "base"))  # no python, no venv
     with pytest.raises(NotProvisioned) as err:
-        jobs.prepare(host, profile, payload_sync.payload_hash(), None)
+        layout.prepare(host, profile, payload_sync.payload_hash(), None)
     assert "remote-sep bootstrap gpu9" in str(err.value)
     missing = HostProfile(name="gpu9", path=str(tmp_path / "base"), python="/nope/python3")
     with pytest.raises(NotProvisioned, match="/nope/python3"):
-        jobs.prepare(host, missing, payload_sync.payload_hash(), None)
+        layout.prepare(host, missing, payload_sync.payload_hash(), None)
 
 
 def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_path):
@@ -58,7 +58,7 @@ def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_
     (base / "venv" / "bin" / "python").symlink_to(sys.executable)
     profile = ssh_profile(ssh_server, base)
     with connect(profile) as host:
-        ready = jobs.prepare(host, profile, payload_sync.payload_hash(), "abc.wav")
+        ready = layout.prepare(host, profile, payload_sync.payload_hash(), "abc.wav")
         assert host.round_trips == 1
         assert ready.base == str(base.resolve())
         assert ready.python == f"{base}/venv/bin/python"
@@ -66,7 +66,7 @@ def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_
         payload_sync.sync_payload(host, ready.base)
         payload_sync.sync_payload(host, ready.base)  # second sync: no error, same folder
         (base / "cache" / "abc.wav").write_bytes(b"hello")
-        again = jobs.prepare(host, profile, payload_sync.payload_hash(), "abc.wav")
+        again = layout.prepare(host, profile, payload_sync.payload_hash(), "abc.wav")
     assert again.payload_present
     assert again.cached_sha256 == __import__("hashlib").sha256(b"hello").hexdigest()
     folders = list((base / "payload").iterdir())
@@ -91,26 +91,26 @@ def test_payload_hash_changes_with_content(tmp_path, monkeypatch):
 
 
 def test_poll_reads_from_offset_and_reports_liveness(tmp_path):
-    paths = jobs.JobPaths(str(tmp_path), "j1")
+    paths = layout.JobPaths(str(tmp_path), "j1")
     Path(paths.dir).mkdir(parents=True)
     writer = pr.EventWriter(paths.events)
     writer.emit(pr.HELLO, device="cpu")
     sleeper = subprocess.Popen(["sleep", "30"])
     host = LocalHost(local_profile(tmp_path))
-    cursor = jobs.Cursor()
+    cursor = layout.Cursor()
     try:
-        poll = jobs.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.5)
+        poll = layout.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.5)
         assert poll.alive and [e["event"] for e in poll.events] == ["hello"]
         writer.emit(pr.CHUNK, item="i0", desc=0, done=1, total=2)
-        poll = jobs.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.5)
+        poll = layout.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.5)
         assert [e["event"] for e in poll.events] == ["chunk"]
-        poll = jobs.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.3)
+        poll = layout.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.3)
         assert poll.alive and poll.events == []
     finally:
         sleeper.kill()
         sleeper.wait()
     writer.emit(pr.BYE, ok=True)
-    poll = jobs.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.3)
+    poll = layout.poll_events(host, paths, sleeper.pid, cursor, wait_s=0.3)
     assert not poll.alive and [e["event"] for e in poll.events] == ["bye"]
 
 
@@ -119,24 +119,24 @@ def test_start_job_runs_detached_and_list_reports_states(ssh_server, tmp_path):
     profile = ssh_profile(ssh_server, base, python=sys.executable,
                           env={"PYTHONPATH": "/nonexistent"})
     with connect(profile) as host:
-        ready = jobs.prepare(host, profile, payload_sync.payload_hash(), None)
+        ready = layout.prepare(host, profile, payload_sync.payload_hash(), None)
         pdir = payload_sync.sync_payload(host, ready.base)
-        paths = jobs.JobPaths(ready.base, jobs.new_job_id())
+        paths = layout.JobPaths(ready.base, layout.new_job_id())
         manifest = json.dumps({"v": 1, "job_id": paths.job_id, "items": []})
-        pid = jobs.start_job(host, profile, paths, manifest, ready.python, pdir)
+        pid = layout.start_job(host, profile, paths, manifest, ready.python, pdir)
         assert pid > 0
         assert json.loads(Path(paths.manifest).read_text())["job_id"] == paths.job_id
-        cursor = jobs.Cursor()
+        cursor = layout.Cursor()
         deadline = time.monotonic() + 30
         events: list[dict] = []
         while not any(e["event"] == "bye" for e in events) and time.monotonic() < deadline:
-            events += jobs.poll_events(host, paths, pid, cursor, wait_s=1).events
+            events += layout.poll_events(host, paths, pid, cursor, wait_s=1).events
         # A bare job dir that never started counts as failed; listing is one round trip.
         dead = Path(ready.base, "jobs", "20200101-000000-dead00")
         dead.mkdir()
         (dead / "manifest.json").write_text("{}")
         before = host.round_trips
-        listed = {j.job_id: j for j in jobs.list_jobs(host, profile)}
+        listed = {j.job_id: j for j in layout.list_jobs(host, profile)}
         assert host.round_trips == before + 1
     assert events[0]["event"] == "hello" and events[-1]["event"] == "bye"
     assert listed[paths.job_id].state == "done"
@@ -145,10 +145,10 @@ def test_start_job_runs_detached_and_list_reports_states(ssh_server, tmp_path):
 
 def test_job_record_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("REMOTE_SEP_STATE_DIR", str(tmp_path / "state"))
-    record = job_records.JobRecord(host="gpu 1", job_id="j", base="/b", ext="wav",
+    record = records.JobRecord(host="gpu 1", job_id="j", base="/b", ext="wav",
                                    prefixes={"i0/0": "/x/song_vocals"})
-    job_records.save(record)
-    loaded = job_records.load("gpu 1", "j")
+    records.save(record)
+    loaded = records.load("gpu 1", "j")
     assert loaded == record
     assert loaded.local_path("i0/0", "target") == Path("/x/song_vocals_target.wav")
-    assert job_records.load("gpu 1", "other") is None
+    assert records.load("gpu 1", "other") is None

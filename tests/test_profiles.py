@@ -10,6 +10,7 @@ import pytest
 
 from remote_sep import profiles
 from remote_sep.errors import ConfigError, UnknownHost
+from remote_sep.profiles.fields import FIELDS
 
 
 @pytest.fixture(autouse=True)
@@ -288,5 +289,5 @@ def test_hosts_yaml_example_is_valid_and_documents_every_field() -> None:
     found = profiles.load_hosts(example)
     assert found["gpu1"].host == "203.0.113.7" and found["lab"].host == "lab-gpu"
     text = example.read_text()
-    for field in profiles.FIELDS:
+    for field in FIELDS:
         assert f"{field}:" in text, f"hosts.yaml.example does not document {field}"

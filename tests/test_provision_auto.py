@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from remote_sep.errors import NotProvisioned
-from remote_sep.localhost import LocalHost
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.local import LocalHost
+from remote_sep.hosts.profile import HostProfile
 from remote_sep.provision.auto import ReadyOptions, ensure_ready, prepare_ready
 from remote_sep.provision.inspect import parse_facts
 from remote_sep.provision.plan import FactsUsed, build_plan

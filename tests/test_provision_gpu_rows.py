@@ -15,7 +15,7 @@ from conftest import profile_for, write_hosts_file
 from remote_sep import profiles
 from remote_sep.errors import RemoteSepError
 from remote_sep.provision.apply import bootstrap
-from remote_sep.remote import connect
+from remote_sep.ssh.host import connect
 
 pytestmark = pytest.mark.e2e
 STANDIN_BIN = Path(__file__).resolve().parent / "standins" / "bin"
@@ -70,7 +70,7 @@ def test_blackwell_on_an_old_driver_is_refused(hosts):
 def test_cli_dry_run_json_and_no_gpu_exit_code(hosts, tmp_path):
     env = {"REMOTE_SEP_HOSTS": str(hosts), "REMOTE_SEP_STATE_DIR": str(tmp_path / "state"),
            "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "local-hf")}
-    cli = [sys.executable, "-c", "from remote_sep.cli import main; main()", "bootstrap"]
+    cli = [sys.executable, "-c", "from remote_sep.cli.main import main; main()", "bootstrap"]
     ok = subprocess.run([*cli, "gpu", "--dry-run", "--json"], env=env, capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from remote_sep.errors import ConfigError, NotProvisioned, RemoteSepError
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
 from remote_sep.provision.inspect import parse_facts
 from remote_sep.provision.plan import (
     DEFAULT_SAM_AUDIO_SPEC,

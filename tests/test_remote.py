@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from remote_sep.errors import TransferError, Unreachable
-from remote_sep.hostbase import RemoteCommandError
-from remote_sep.localhost import LocalHost
-from remote_sep.profile_model import HostProfile
-from remote_sep.remote import SSHHost, connect
+from remote_sep.hosts.base import RemoteCommandError
+from remote_sep.hosts.local import LocalHost
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.ssh.host import SSHHost, connect
 
 ODD_NAME = "my song's \"mix\" $(id) ünï.wav"
 

@@ -13,8 +13,8 @@ import pytest
 from sshd import keygen
 
 from remote_sep.errors import AuthFailed, HostKeyError, Unreachable
-from remote_sep.profile_model import HostProfile
-from remote_sep.remote import connect
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.ssh.host import connect
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from conftest import TESTS, profile_for, write_hosts_file
 from typer.testing import CliRunner
 
 from remote_payload.protocol import EXIT_CODES
-from remote_sep.cli import app
+from remote_sep.cli.main import app
 
 pytestmark = pytest.mark.e2e
 STANDINS = str(TESTS / "standins")
@@ -303,8 +303,8 @@ def test_process_dying_without_bye_is_job_failed(ssh_server, tmp_path):
 
 def test_ctrl_c_detaches_and_attach_finishes(ssh_server, tmp_path):
     from remote_sep.errors import Interrupted
+    from remote_sep.jobs.separate import SeparateOptions, run_attach, run_separate
     from remote_sep.profiles import get_profile
-    from remote_sep.separate import SeparateOptions, run_attach, run_separate
 
     hosts = hosts_yaml(tmp_path, ssh_server, env={"SAM_STANDIN_SECONDS_PER_SECOND": "1"})
     audio = make_audio(tmp_path / "a.wav", seconds=3)

@@ -1,5 +1,5 @@
-"""The SSH seam stays where ARCHITECTURE.md says: only remote.py, remote_connect.py and
-ssh_config.py import paramiko, and the modules LocalHost needs never load it."""
+"""The SSH seam stays where ARCHITECTURE.md says: only ssh/host.py, ssh/dial.py and
+ssh/config.py import paramiko, and the modules LocalHost needs never load it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SEAM = {"remote_sep/remote.py", "remote_sep/remote_connect.py", "remote_sep/ssh_config.py"}
+SEAM = {"remote_sep/ssh/host.py", "remote_sep/ssh/dial.py", "remote_sep/ssh/config.py"}
 SSH_LIBRARIES = {"paramiko", "fabric", "invoke"}
 
 
@@ -34,16 +34,17 @@ def test_only_the_seam_imports_an_ssh_library():
 
 
 def test_local_host_modules_do_not_load_paramiko():
-    code = ("import sys, remote_sep.localhost, remote_sep.hostbase, remote_sep.transfer, "
-            "remote_sep.hostkeys, remote_sep.shell; print('paramiko' in sys.modules)")
+    code = ("import sys, remote_sep.hosts.local, remote_sep.hosts.base, remote_sep.ssh.transfer, "
+            "remote_sep.hosts.known_hosts, remote_sep.hosts.shell; "
+            "print('paramiko' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "False"
 
 
-def test_public_names_still_come_from_remote():
-    from remote_sep import remote, remote_connect
+def test_public_names_still_come_from_ssh_host():
+    from remote_sep.ssh import dial, host
 
-    assert remote.server_host_key is remote_connect.server_host_key
+    assert host.server_host_key is dial.server_host_key
     for name in ("connect", "SSHHost", "RemoteCommandError", "RunResult", "Host"):
-        assert hasattr(remote, name), name
+        assert hasattr(host, name), name

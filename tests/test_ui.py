@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from remote_sep.ui import JobState, LiveView, render
+from remote_sep.cli.job_view import JobState, LiveView, render
 
 
 def events() -> list[dict]:

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from remote_sep.batch_plan import BatchPlan, Unit
-from remote_sep.batch_queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
-from remote_sep.batch_state import BatchState, unit_fingerprint
+from remote_sep.batch.host_worker import HostWorker, WorkerOptions
+from remote_sep.batch.plan import BatchPlan, Unit
+from remote_sep.batch.queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
+from remote_sep.batch.state import BatchState, unit_fingerprint
 from remote_sep.errors import OutputExists
-from remote_sep.host_worker import HostWorker, WorkerOptions
-from remote_sep.hostbase import sha256_file
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.base import sha256_file
+from remote_sep.hosts.profile import HostProfile
 
 
 @dataclass

@@ -33,7 +33,7 @@ class HostStatus:
 @dataclass
 class WorkerOptions:
     ahead: int = 2  # units in the remote inbox beyond the one on the GPU (at least)
-    max_ahead: int = 16  # a slow link may raise it up to this (batch_pipe.queue_depth)
+    max_ahead: int = 16  # a slow link may raise it up to this (batch/pipe.py queue_depth)
     retry_budget: int = 3  # consecutive link failures before releasing the host's units
     backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
     max_restarts: int = 1  # worker deaths tolerated per host

@@ -1,6 +1,6 @@
 """One host's part of a batch: a thread that keeps one long-lived payload worker fed.
 
-Three activities overlap, on channels of one SSH connection (batch_pipe.py): an uploader
+Three activities overlap, on channels of one SSH connection (batch/pipe.py): an uploader
 thread keeps the remote inbox deep enough to cover a round trip (bundles of units per
 exec); an event feed streams events.jsonl as it grows; this thread handles the events and
 pulls the outputs of every unit finished meanwhile in one bundle (sha256-verified, tmp +
@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from remote_payload.protocol import BYE, CHUNK, ERROR, ITEM_DONE, ITEM_START, LOAD
-from remote_sep import jobs
-from remote_sep.batch_pipe import EventFeed, Ewma, Uploader, queue_depth, timed
-from remote_sep.batch_plan import Unit
-from remote_sep.batch_queue import DONE, FAILED, QUEUED, SKIPPED, WorkQueue
-from remote_sep.batch_remote import WorkerJob, old_job_events, prepare, retire_jobs
-from remote_sep.batch_state import BatchState
+from remote_sep.batch.host_status import HostStatus, WorkerOptions
+from remote_sep.batch.pipe import EventFeed, Ewma, Uploader, queue_depth, timed
+from remote_sep.batch.plan import Unit
+from remote_sep.batch.queue import DONE, FAILED, QUEUED, SKIPPED, WorkQueue
+from remote_sep.batch.state import BatchState
+from remote_sep.batch.worker_job import WorkerJob, old_job_events, prepare, retire_jobs
 from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, NotProvisioned, RemoteSepError
-from remote_sep.host_status import HostStatus, WorkerOptions
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.jobs import layout
 from remote_sep.provision.auto import ReadyOptions
 
 # Connection failures no retry will fix: the host leaves the batch at once.
@@ -83,7 +83,7 @@ class HostWorker(threading.Thread):
                 if self.job is None:
                     self.status.state = "loading"
                     self._recover(host)
-                    job_id = jobs.new_job_id()
+                    job_id = layout.new_job_id()
                     self._started_ids.append(job_id)  # if the start fails half-way: retire it
                     self.job = WorkerJob.start(host, self.profile, self.settings,
                                                self.input_shas, job_id, self._provision())
@@ -142,7 +142,7 @@ class HostWorker(threading.Thread):
             return
         ready = prepare(host, self.profile, self._provision())
         for job_id, items in previous.items():
-            old = WorkerJob(host, self.profile, jobs.JobPaths(ready.base, job_id), 0,
+            old = WorkerJob(host, self.profile, layout.JobPaths(ready.base, job_id), 0,
                             self.input_shas)
             old.items = dict(items)
             self._pull_many(old, [e for e in old_job_events(host, ready.base, job_id)

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from remote_sep.batch_plan import Unit
+from remote_sep.batch.plan import Unit
 
 # Failures that will fail the same way on any host: not retried.
 PERMANENT_KINDS = frozenset(

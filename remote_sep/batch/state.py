@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from remote_sep.atomic import write_text_atomic
-from remote_sep.batch_plan import Unit
-from remote_sep.hostbase import sha256_file
+from remote_sep.batch.plan import Unit
+from remote_sep.hosts.base import sha256_file
 
 STATE_NAME = ".remote-sep-batch.json"
 STATE_VERSION = 1

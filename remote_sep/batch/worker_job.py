@@ -1,5 +1,5 @@
 """One batch worker job on one host: start it, drop items into its inbox, read its events,
-pull outputs. Built on jobs.py's primitives (layout, prepare, detached start, event cursor).
+pull outputs. Built on jobs/layout.py's primitives (layout, prepare, detached start, event cursor).
 
 Round trips are what a slow link costs, so every step moves many units at once:
 - ``submit_many``: ONE exec carries a tar of the units' small inputs and item files; the
@@ -8,7 +8,7 @@ Round trips are what a slow link costs, so every step moves many units at once:
   Inputs over ``INLINE_MAX`` go by SFTP first (fast for big files, latency amortized).
 - ``pull_many``: ONE ``cat`` of the small outputs of every finished unit, split locally by
   the sizes in their ``item_done`` events, sha256-checked, tmp + rename; big outputs by SFTP.
-- events come from a streaming ``tail -f`` (batch_pipe.EventFeed), or by offset over SFTP.
+- events come from a streaming ``tail -f`` (batch/pipe.py EventFeed), or by offset over SFTP.
 ``inbox/CLOSE`` ends the worker once the inbox is empty.
 """
 
@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import secrets
-import shlex
 import tarfile
 import threading
 import time
@@ -28,12 +27,13 @@ from typing import Any
 
 from remote_payload.manifest import Item, Manifest, Settings, item_to_json
 from remote_payload.protocol import ERROR, ITEM_DONE
-from remote_sep import jobs
-from remote_sep.batch_pipe import Ewma
-from remote_sep.batch_plan import Unit
+from remote_sep.batch.pipe import Ewma
+from remote_sep.batch.plan import Unit
 from remote_sep.errors import TransferError
-from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import quote
+from remote_sep.jobs import layout
+from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
 READ_LIMIT = 1 << 20  # bytes of events read per poll
@@ -42,12 +42,12 @@ BUNDLE_MAX = 32 << 20  # bytes per upload or download bundle
 
 
 def prepare(host: Any, profile: HostProfile,
-            options: ReadyOptions | None = None) -> jobs.RemoteReady:
+            options: ReadyOptions | None = None) -> layout.RemoteReady:
     """Resolve the base and interpreter (one round trip, which also reads the bootstrap
     stamp); bootstrap an unprovisioned host first when `options` allow it (else
     NotProvisioned); sync the payload when missing."""
     ready = prepare_ready(lambda: host, profile, options or ReadyOptions(),
-                          lambda: jobs.prepare(host, profile, payload_hash(), None))
+                          lambda: layout.prepare(host, profile, payload_hash(), None))
     if not ready.payload_present:
         sync_payload(host, ready.base)
     return ready
@@ -55,10 +55,10 @@ def prepare(host: Any, profile: HostProfile,
 
 def old_job_events(host: Any, base: str, job_id: str) -> list[dict[str, Any]]:
     """Every event of an earlier job on this host (none when it is gone)."""
-    path = jobs.JobPaths(base, job_id).events
+    path = layout.JobPaths(base, job_id).events
     if host.size(path) is None:
         return []
-    return jobs.consume(jobs.Cursor(), host.read_bytes(path))
+    return layout.consume(layout.Cursor(), host.read_bytes(path))
 
 
 def retire_jobs(host: Any, base: str, job_ids: list[str]) -> None:
@@ -68,7 +68,7 @@ def retire_jobs(host: Any, base: str, job_ids: list[str]) -> None:
         return
     lines = []
     for job_id in job_ids:
-        inbox = shlex.quote(jobs.JobPaths(base, job_id).inbox)
+        inbox = quote(layout.JobPaths(base, job_id).inbox)
         lines.append(f"if [ -d {inbox} ]; then rm -f {inbox}/*.json; : > {inbox}/CLOSE; fi")
     host.run("\n".join(lines) + "\nexit 0\n", check=False)
 
@@ -79,14 +79,14 @@ class WorkerJob:
     Shared by the host's pump thread (events, pulls) and its uploader thread (submits):
     the maps below are guarded by ``lock``."""
 
-    def __init__(self, host: Any, profile: HostProfile, paths: jobs.JobPaths, pid: int,
+    def __init__(self, host: Any, profile: HostProfile, paths: layout.JobPaths, pid: int,
                  input_shas: dict[Path, str]):
         self.host = host
         self.profile = profile
         self.paths = paths
         self.pid = pid
         self.input_shas = input_shas
-        self.cursor = jobs.Cursor()
+        self.cursor = layout.Cursor()
         self.lock = threading.Lock()
         self.inflight: dict[str, Unit] = {}  # unit key -> unit, sent and not finished here
         self.queued_remote: set[str] = set()  # sent, no item_done/error yet (the GPU's queue)
@@ -115,13 +115,13 @@ class WorkerJob:
         """Prepare the host (one round trip; a bootstrap first when it is not provisioned
         and `provision` allows it), sync the payload if missing, start the worker."""
         ready = prepare(host, profile, provision)
-        paths = jobs.JobPaths(ready.base, job_id)
+        paths = layout.JobPaths(ready.base, job_id)
         manifest = Manifest(job_id=paths.job_id, settings=Settings(**settings), items=[])
         job = cls(host, profile, paths, 0, input_shas)
         # The cache question travels beside the start (its own channel): one round trip less.
         asked = threading.Thread(target=job._check_cache_quietly, daemon=True)
         asked.start()
-        job.pid = jobs.start_job(host, profile, paths, manifest.to_json(), ready.python,
+        job.pid = layout.start_job(host, profile, paths, manifest.to_json(), ready.python,
                                  payload_dir(ready.base), inbox=True)
         asked.join()
         return job
@@ -133,7 +133,7 @@ class WorkerJob:
     def check_cache(self) -> None:
         """One round trip: which of the batch's inputs the remote cache holds already."""
         names = sorted({f"{sha}{path.suffix.lower()}" for path, sha in self.input_shas.items()})
-        cache = shlex.quote(f"{self.paths.base}/cache")
+        cache = quote(f"{self.paths.base}/cache")
         script = (f"cd {cache} 2>/dev/null || exit 0\n"
                   'while IFS= read -r n; do [ -f "$n" ] && printf "%s\\n" "$n"; done\nexit 0\n')
         result = self.host.run(script, stdin="\n".join(names).encode() + b"\n")
@@ -167,7 +167,7 @@ class WorkerJob:
                 _add(tar, f"c/{name}", path.read_bytes())
             for unit in units:
                 item_id = f"u{unit.index}"
-                item = Item(id=item_id, input=jobs.cache_path(
+                item = Item(id=item_id, input=layout.cache_path(
                     self.paths.base, self.input_shas[unit.input], unit.input.suffix.lower()),
                     descriptions=[unit.description], prefixes=[f"out/{item_id}"])
                 self._seq += 1
@@ -185,8 +185,8 @@ class WorkerJob:
         return ids
 
     def _unpack_script(self) -> str:
-        job, cache = shlex.quote(self.paths.dir), shlex.quote(f"{self.paths.base}/cache")
-        stage = shlex.quote(f"{self.paths.dir}/.up-{secrets.token_hex(4)}")
+        job, cache = quote(self.paths.dir), quote(f"{self.paths.base}/cache")
+        stage = quote(f"{self.paths.dir}/.up-{secrets.token_hex(4)}")
         return "\n".join([
             "set -e", f"S={stage}", 'mkdir -p "$S"', 'trap \'rm -rf "$S"\' EXIT',
             'tar -x --no-same-owner -f - -C "$S"',
@@ -204,7 +204,7 @@ class WorkerJob:
         if data:
             buffer = self._partial + data
             before = self.cursor.offset
-            events = jobs.consume(self.cursor, buffer)
+            events = layout.consume(self.cursor, buffer)
             self._partial = buffer[self.cursor.offset - before:]
             self._arrived(events)
 
@@ -213,7 +213,7 @@ class WorkerJob:
         self._partial = b""
         data = self.host.read_bytes(self.paths.events, self.cursor.offset, READ_LIMIT)
         if data:
-            self._arrived(jobs.consume(self.cursor, data))
+            self._arrived(layout.consume(self.cursor, data))
 
     def _arrived(self, events: list[dict[str, Any]]) -> None:
         shrank = False
@@ -252,13 +252,13 @@ class WorkerJob:
 
     def alive(self) -> bool:
         """Is the worker process running (a zombie counts as gone)?"""
-        result = self.host.run(jobs.ALIVE_FN + f"alive {int(self.pid)}", check=False)
+        result = self.host.run(layout.ALIVE_FN + f"alive {int(self.pid)}", check=False)
         return result.exit_code == 0
 
     def follow_command(self) -> str:
         """Stream events.jsonl from the cursor until the worker exits (GNU tail, inotify)."""
         return (f"exec tail -c +{self.cursor.offset + 1} --pid={int(self.pid)} -s 0.1 -f "
-                f"{shlex.quote(self.paths.events)}")
+                f"{quote(self.paths.events)}")
 
     # --- pulling ----------------------------------------------------------------------
     def pull_many(self, todo: list[tuple[Unit, dict[str, Any]]],
@@ -322,7 +322,7 @@ class WorkerJob:
         with self.lock:
             waiting = {self.inbox_files[k]: self.inflight[k] for k in self.queued_remote
                        if k in self.inbox_files and k in self.inflight}
-        script = (f"cd {shlex.quote(self.paths.inbox)} || exit 0\n"
+        script = (f"cd {quote(self.paths.inbox)} || exit 0\n"
                   "while IFS= read -r n; do\n"
                   '  if rm -- "$n" 2>/dev/null || [ ! -e "../taken/$n" ]; then\n'
                   '    printf "%s\\n" "$n"\n'
@@ -343,7 +343,7 @@ class WorkerJob:
     def close_inbox(self) -> None:
         """No more items: the worker finishes what its inbox holds, then exits."""
         if not self.closed:  # an exec: cheaper than opening SFTP just for this marker
-            self.host.run(f": > {shlex.quote(self.paths.inbox)}/CLOSE")
+            self.host.run(f": > {quote(self.paths.inbox)}/CLOSE")
             self.closed = True
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,11 +12,12 @@ import typer
 from remote_payload.manifest import FORMATS, resolve_model
 from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
-from remote_sep.batch_plan import DEFAULT_TEMPLATE, plan_batch
-from remote_sep.batch_view import LiveView, render_failures
-from remote_sep.cli_common import JsonOption, envelope, err_console, run_command
+from remote_sep.batch.fleet import BatchReport, run_batch
+from remote_sep.batch.plan import DEFAULT_TEMPLATE, plan_batch
+from remote_sep.cli.batch_view import LiveView, render_failures
+from remote_sep.cli.common import JsonOption, envelope, err_console, run_command
 from remote_sep.errors import ConfigError
-from remote_sep.fleet import BatchReport, run_batch
+from remote_sep.hosts.shell import quote_argv
 
 
 def register(app: typer.Typer) -> None:
@@ -78,9 +78,9 @@ def batch(
         if not names:
             raise ConfigError("--hosts needs at least one host name")
         fleet = [profiles.get_profile(name, hosts_file) for name in names]
-        from remote_sep.cli_ready import ready_options
-        from remote_sep.host_worker import WorkerOptions
-        from remote_sep.remote import connect  # the SSH stack only when a batch really runs
+        from remote_sep.batch.host_worker import WorkerOptions
+        from remote_sep.cli.ready import ready_options
+        from remote_sep.ssh.host import connect  # the SSH stack only when a batch really runs
 
         with LiveView(err_console, enabled=not as_json and err_console.is_terminal) as view:
             def say(host: str, line: str) -> None:  # bootstrap lines, above the live view
@@ -140,5 +140,5 @@ def _summary(report: BatchReport) -> str:
 
 
 def _resume_command() -> str:
-    return shlex.join(["remote-sep", *sys.argv[1:]])
+    return quote_argv(["remote-sep", *sys.argv[1:]])
 

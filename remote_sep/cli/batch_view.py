@@ -16,8 +16,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from remote_sep.batch_queue import DONE, FAILED, SKIPPED
-from remote_sep.fleet import BatchReport, BatchRun
+from remote_sep.batch.fleet import BatchReport, BatchRun
+from remote_sep.batch.queue import DONE, FAILED, SKIPPED
 
 DRAIN_NOTICE = ("Ctrl-C: no new units; waiting for the running ones "
                 "(press Ctrl-C again to detach)")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import platformdirs
 import typer
 
-from remote_sep.cli_common import HostsOption, JsonOption, YesOption, err_console, run_command
+from remote_sep.cli.common import HostsOption, JsonOption, YesOption, err_console, run_command
 from remote_sep.provision.token import find_local_token, prompt_token
 
 NameArg = Annotated[str, typer.Argument(help="Host profile name (or an ssh_config alias).")]
@@ -56,7 +56,7 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
           hosts: Path | None, as_json: bool) -> dict[str, Any]:
     from remote_sep import profiles
     from remote_sep.provision.apply import bootstrap as run_bootstrap
-    from remote_sep.remote import connect
+    from remote_sep.ssh.host import connect
 
     profile = profiles.get_profile(name, hosts)
     log = log_path(name)

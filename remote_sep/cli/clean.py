@@ -1,4 +1,4 @@
-"""`remote-sep clean NAME`: free a host's disk (thin command; the work is in cleanup.py)."""
+"""`remote-sep clean NAME`: free a host's disk (thin command; the work is in jobs/cleanup.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from remote_sep.cli_common import HostsOption, JsonOption, err_console, out_console, run_command
+from remote_sep.cli.common import HostsOption, JsonOption, err_console, out_console, run_command
 
 
 def clean(
@@ -21,11 +21,11 @@ def clean(
     as_json: JsonOption = False,
 ) -> None:
     """Remove finished job folders older than --older-than from a host (running jobs stay)."""
-    from remote_sep.cleanup import clean as clean_host
-    from remote_sep.cleanup import parse_age
+    from remote_sep.jobs.cleanup import clean as clean_host
+    from remote_sep.jobs.cleanup import parse_age
 
     def action() -> dict[str, Any]:
-        from remote_sep.follow import Link
+        from remote_sep.jobs.follow import Link
         from remote_sep.profiles import get_profile
 
         age_s = parse_age(older_than)  # before connecting: a bad value costs no round trip

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from remote_sep import profiles
-from remote_sep.cli_common import (
+from remote_sep.cli.common import (
     HostsOption,
     JsonOption,
     YesOption,
@@ -18,7 +18,7 @@ from remote_sep.cli_common import (
     out_console,
     run_command,
 )
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
 
 hosts_app = typer.Typer(
     name="hosts",
@@ -113,13 +113,13 @@ def show(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False) 
 @hosts_app.command("check")
 def check(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False) -> None:
     """Connect to NAME and report Python, GPU, free disk and whether it is provisioned."""
-    from remote_sep import host_check
+    from remote_sep.provision.check import check_host, describe
 
     def action() -> dict[str, Any]:
         profile = profiles.get_profile(name, hosts)
-        report = host_check.check_host(profile)
+        report = check_host(profile)
         if not as_json:
-            for line in host_check.describe(report):
+            for line in describe(report):
                 out_console.print(line, markup=False, soft_wrap=True)
         return report
 
@@ -131,7 +131,7 @@ def trust(
     name: NameArg, hosts: HostsOption = None, yes: YesOption = False, as_json: JsonOption = False
 ) -> None:
     """Fetch NAME's host key, show its fingerprint, and add it to known_hosts once confirmed."""
-    from remote_sep import host_check
+    from remote_sep.ssh.trust import trust_host
 
     def action() -> dict[str, Any]:
         profile = profiles.get_profile(name, hosts)
@@ -143,7 +143,7 @@ def trust(
                 return True
             return typer.confirm(f"Add it to {known_hosts}?", default=False, err=True)
 
-        result = host_check.trust_host(profile, confirm)
+        result = trust_host(profile, confirm)
         if not as_json:
             if result["added"]:
                 err_console.print(f"added to {result['known_hosts']}", markup=False)

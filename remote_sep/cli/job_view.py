@@ -43,7 +43,7 @@ class JobState:
     messages: list[str] = field(default_factory=list)  # warnings, errors, status, pulled
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
-        """Update from one notification (see follow.py for the kinds)."""
+        """Update from one notification (see jobs/follow.py for the kinds)."""
         if kind == "status":
             self.messages.append(str(data.get("message", "")))
         elif kind == "transfer":

@@ -1,4 +1,4 @@
-"""The `remote-sep` command: a thin Typer app; each command lives in its own cli_* module."""
+"""The `remote-sep` command: a thin Typer app; each command lives in its own module here."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Each cli_* module adds its commands (imported after `app` exists).
-from remote_sep import cli_batch, cli_bootstrap, cli_clean, cli_hosts, cli_separate  # noqa: E402
+# Each command module adds its commands (imported after `app` exists).
+from remote_sep.cli import batch, bootstrap, clean, hosts, separate  # noqa: E402
 
-for _module in (cli_separate, cli_batch, cli_bootstrap, cli_hosts, cli_clean):
+for _module in (separate, batch, bootstrap, hosts, clean):
     _module.register(app)
 
 

@@ -25,7 +25,7 @@ def ready_options(*, yes: bool, pause: Pause, say: Say, model: str | None = None
                   ) -> ReadyOptions:
     """ReadyOptions for a command; one instance serves every host of a batch (the events
     it gets carry their host's name, see provision.auto.ensure_ready_with)."""
-    from remote_sep.cli_bootstrap import local_token_source, log_event, log_path, render
+    from remote_sep.cli.bootstrap import local_token_source, log_event, log_path, render
 
     typed: list[str] = []  # a token typed once serves the other hosts of this command
     typed_lock = threading.Lock()

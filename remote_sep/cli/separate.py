@@ -1,4 +1,4 @@
-"""`remote-sep separate`, `jobs` and `attach` (thin commands; the work is in separate.py)."""
+"""`remote-sep separate`, `jobs` and `attach` (thin commands; the work is in jobs/separate.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from remote_payload.manifest import DTYPES, FORMATS
-from remote_sep.cli_common import HostsOption, JsonOption, err_console, out_console, run_command
+from remote_sep.cli.common import HostsOption, JsonOption, err_console, out_console, run_command
 from remote_sep.errors import ConfigError
 
 HostOption = Annotated[str, typer.Option("--host", "-H", help="Host profile name ('local': here).")]
@@ -28,7 +28,7 @@ def _with_view(as_json: bool, action):
     --json); ``pause()`` is a context in which the terminal may be used for a question."""
     if as_json:
         return action(lambda kind, data: None, contextlib.nullcontext)
-    from remote_sep.ui import LiveView
+    from remote_sep.cli.job_view import LiveView
 
     with LiveView(err_console) as view:
         return action(view, view.paused)
@@ -72,8 +72,8 @@ def separate(
     asking). Ctrl-C detaches (the job runs on; `remote-sep attach JOB --host NAME` picks
     it up).
     """
-    from remote_sep.cli_ready import ready_options
-    from remote_sep.separate import SeparateOptions, check_inputs, run_separate
+    from remote_sep.cli.ready import ready_options
+    from remote_sep.jobs.separate import SeparateOptions, check_inputs, run_separate
 
     def action() -> dict[str, Any]:
         check_inputs(audio.expanduser(), desc)  # the user's own mistakes first
@@ -109,7 +109,7 @@ def attach(
     as_json: JsonOption = False,
 ) -> None:
     """Follow a job from its first event and pull every output not already here."""
-    from remote_sep.separate import run_attach
+    from remote_sep.jobs.separate import run_attach
 
     def action() -> dict[str, Any]:
         profile = _profile(host, hosts)
@@ -128,8 +128,8 @@ def jobs(
     as_json: JsonOption = False,
 ) -> None:
     """List the jobs on a host: id, state (running/done/failed), outputs done, age."""
-    from remote_sep.follow import Link
-    from remote_sep.jobs import list_jobs
+    from remote_sep.jobs.follow import Link
+    from remote_sep.jobs.layout import list_jobs
 
     def action() -> dict[str, Any]:
         profile = _profile(name, hosts)

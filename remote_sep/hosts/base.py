@@ -1,4 +1,4 @@
-"""What SSHHost (remote.py) and LocalHost (localhost.py) share: the Host interface, the
+"""What SSHHost (ssh/host.py) and LocalHost (hosts/local.py) share: the Host interface, the
 result type, and the shell text both of them send, so the two behave alike.
 
 No paramiko here: LocalHost imports this without pulling in the SSH stack.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from remote_sep.errors import RemoteSepError
+from remote_sep.hosts.shell import quote, quote_argv
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -87,7 +87,7 @@ def command_text(argv: Sequence[str] | str) -> str:
         return argv
     if not argv:
         raise ValueError("empty command")
-    return shlex.join(str(a) for a in argv)
+    return quote_argv(str(a) for a in argv)
 
 
 def env_prefix(env: Mapping[str, str] | None) -> str:
@@ -98,7 +98,7 @@ def env_prefix(env: Mapping[str, str] | None) -> str:
     for key, value in env.items():
         if not _ENV_NAME.match(key):
             raise ValueError(f"not an environment variable name: {key!r}")
-        parts.append(f"{key}={shlex.quote(str(value))}")
+        parts.append(f"{key}={quote(str(value))}")
     return "export " + " ".join(parts) + "; "
 
 
@@ -115,17 +115,16 @@ def detached_script(argv: Sequence[str], *, cwd: str, log: str, pid_file: str,
     non-interactive shell a background job is not a group leader, so setsid/nohup exec in
     place and `$!` is the job's own pid. Prints the pid.
     """
-    q = shlex.quote
     return (
-        f"trap '' HUP; cd {q(cwd)} || exit 97; {env_prefix(env)}"
-        f"setsid nohup {command_text(argv)} > {q(log)} 2>&1 < /dev/null & "
-        f"echo $! > {q(pid_file)}; echo $!"
+        f"trap '' HUP; cd {quote(cwd)} || exit 97; {env_prefix(env)}"
+        f"setsid nohup {command_text(argv)} > {quote(log)} 2>&1 < /dev/null & "
+        f"echo $! > {quote(pid_file)}; echo $!"
     )
 
 
 def sha256_script(path: str) -> str:
     """Prints `<hex>` of a file, or MISSING; sha256sum when present, python3 otherwise."""
-    q = shlex.quote(path)
+    q = quote(path)
     py = (
         "import hashlib,sys\nh=hashlib.sha256()\nwith open(sys.argv[1],'rb') as f:\n"
         " for b in iter(lambda: f.read(1<<20), b''): h.update(b)\nprint(h.hexdigest())"
@@ -133,7 +132,7 @@ def sha256_script(path: str) -> str:
     return (
         f"if [ ! -f {q} ]; then echo MISSING; "
         f"elif command -v sha256sum >/dev/null 2>&1; then sha256sum < {q}; "
-        f"else python3 -c {shlex.quote(py)} {q}; fi"
+        f"else python3 -c {quote(py)} {q}; fi"
     )
 
 

@@ -1,13 +1,9 @@
 """known_hosts files: which ones a profile uses, fingerprints, and adding a trusted key.
 
-Used by remote_connect.py (which files to load) and by `remote-sep hosts trust`:
-
-    key = fetch_host_key(profile)            # HostKey(keytype, key, fingerprint_sha256)
-    print(key.fingerprint)                   # "SHA256:…", as `ssh-keygen -lf` prints it
-    if user_confirms: add_known_host(None, profile, key)   # None: the profile's first file
-
-Parsing and matching (hashed entries too) is done by paramiko inside remote_connect.py; this
-module only writes, so it needs no SSH library.
+Used by ssh/dial.py (which files to load) and by ssh/trust.py (`remote-sep hosts trust`),
+which fetches the server's key and calls `add_known_host(None, profile, key)` (None: the
+profile's first file). Parsing and matching (hashed entries too) is done by paramiko inside
+ssh/dial.py; this module only writes, so it needs no SSH library.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from remote_sep.atomic import write_text_atomic
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
 
 ENV_KNOWN_HOSTS = "REMOTE_SEP_KNOWN_HOSTS"
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
@@ -54,19 +50,6 @@ def host_key_name(host: str, port: int) -> str:
 def fingerprint(key_b64: str) -> str:
     digest = hashlib.sha256(base64.b64decode(key_b64)).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def fetch_host_key(profile: HostProfile) -> HostKey:
-    """Connect without authenticating and return the key the server presents.
-
-    Goes through the profile's ProxyJump when it has one (the jump hosts themselves must
-    already be trusted). Raises Unreachable when nothing answers.
-    """
-    from remote_sep import remote_connect  # the SSH stack loads only when needed
-
-    keytype, blob = remote_connect.server_host_key(profile)
-    key_b64 = base64.b64encode(blob).decode()
-    return HostKey(keytype, key_b64, fingerprint(key_b64))
 
 
 def _line_names_host(line: str, name: str) -> bool:

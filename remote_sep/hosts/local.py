@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from remote_sep.errors import TransferError
-from remote_sep.hostbase import (
+from remote_sep.hosts.base import (
     Progress,
     RemoteCommandError,
     RunResult,
@@ -24,7 +24,7 @@ from remote_sep.hostbase import (
     full_command,
     sha256_file,
 )
-from remote_sep.profile_model import LOCAL_HOST, HostProfile
+from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
 
 CHUNK = 1 << 20
 

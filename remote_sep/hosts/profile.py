@@ -1,7 +1,7 @@
 """The resolved host profile: what every other module needs to know about one host.
 
-profiles.py builds it from hosts.yaml merged with ssh_config; remote.py connects with it;
-provision.py and jobs.py read the optional fields. Plain data, no I/O.
+profiles/ builds it from hosts.yaml merged with ssh_config; ssh/host.py connects with it;
+provision/ and jobs/ read the optional fields. Plain data, no I/O.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Shell text for remote scripts: quoting paths (with a remote-side '~') and `export` lines.
+"""Shell text for remote scripts: the one place that quotes.
 
-Every remote script that needs a path or the profile's environment builds it here, so the
-quoting rules live in one place.
+Every remote command is built from these: `quote` for one word, `quote_argv` for an argv
+list, `remote_path_expr` for a remote path (a leading '~' becomes "$HOME"), `export_lines`
+for the profile's environment. No other module imports shlex (tests/test_layering.py), so a
+word cannot reach a remote shell unquoted by accident.
 """
 
 from __future__ import annotations
@@ -10,13 +12,28 @@ import shlex
 from collections.abc import Iterable, Mapping
 
 
+def quote(word: object) -> str:
+    """One shell word, whatever it holds (spaces, quotes, `$(...)`)."""
+    return shlex.quote(str(word))
+
+
+def quote_argv(argv: Iterable[object]) -> str:
+    """A command line whose every element is one quoted word."""
+    return " ".join(quote(a) for a in argv)
+
+
+def split_words(text: str) -> list[str]:
+    """Words of a shell-like value (ssh_config's UserKnownHostsFile lists, for one)."""
+    return shlex.split(text)
+
+
 def remote_path_expr(path: str) -> str:
     """A shell word for a remote path: '~' and '~/x' become "$HOME"/x, the rest is quoted."""
     if path == "~":
         return '"$HOME"'
     if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
+        return '"$HOME"/' + quote(path[2:])
+    return quote(path)
 
 
 def export_lines(path_prepend: Iterable[str], env: Mapping[str, str]) -> list[str]:

@@ -2,7 +2,7 @@
 payload versions) from a host, in two round trips: one listing, one deleting.
 
 What goes (see docs/separate.md):
-- ``P/jobs/<id>/`` when the job is not running (the liveness rule of ``jobs.list_jobs``,
+- ``P/jobs/<id>/`` when the job is not running (the liveness rule of ``layout.list_jobs``,
   checked again right before the delete), its manifest and events are both older than the
   limit, and it is not an unfinished batch worker (no ``bye`` yet: a batch resume may still
   collect from it).
@@ -16,15 +16,14 @@ Every remote path is shell-quoted; names come from the remote listing, never tru
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from remote_sep import jobs
 from remote_sep.errors import ConfigError
-from remote_sep.payload_sync import payload_hash
-from remote_sep.profile_model import HostProfile
-from remote_sep.shell import remote_path_expr
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import quote, remote_path_expr
+from remote_sep.jobs import layout
+from remote_sep.jobs.payload_sync import payload_hash
 
 DEFAULT_OLDER_THAN = "7d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -94,7 +93,7 @@ def plan_clean(listing: str, older_than_s: float, cache: bool,
                current_payload: str) -> CleanPlan:
     """Decide from one listing what goes; pure (tested without a host)."""
     jobs_part, _, extra = listing.partition(_MARK + "\n")
-    summaries = {j.job_id: j for j in jobs.parse_list(jobs_part)}
+    summaries = {j.job_id: j for j in layout.parse_list(jobs_part)}
     plan = CleanPlan()
     payloads: list[Target] = []
     for line in extra.splitlines():
@@ -136,7 +135,7 @@ def plan_clean(listing: str, older_than_s: float, cache: bool,
 def delete_script(profile: HostProfile, targets: list[Target]) -> str:
     """One script removing every target; a job whose pid came alive, or a cache file a
     running job names, is kept. Prints ``removed\\tkind\\tname\\tKiB`` / ``kept\\tkind\\tname``."""
-    lines = [jobs.ALIVE_FN.rstrip("\n"),
+    lines = [layout.ALIVE_FN.rstrip("\n"),
              f"B={remote_path_expr(profile.path)}",
              # manifests and inbox items of running jobs: a cache file they name stays
              'running_files() { for d in "$B"/jobs/*/; do'
@@ -149,15 +148,15 @@ def delete_script(profile: HostProfile, targets: list[Target]) -> str:
              ' grep -qsF -- "$1" "$f" && { echo y; break; }; done; }']
     folders = {"job": "jobs", "cache": "cache", "payload": "payload"}
     for target in targets:
-        path = f'"$B"/{folders[target.kind]}/{shlex.quote(target.name)}'
-        tag = shlex.quote(f"{target.kind}\t{target.name}")
+        path = f'"$B"/{folders[target.kind]}/{quote(target.name)}'
+        tag = quote(f"{target.kind}\t{target.name}")
         keep = f"printf 'kept\\t%s\\n' {tag}"
         if target.kind == "job":
             guard = (f'p=$(cat {path}/pid 2>/dev/null || echo 0); '
                      'case "$p" in ""|*[!0-9]*) p=0;; esac; '
                      '[ "$p" -gt 0 ] && alive "$p"')
         elif target.kind == "cache":
-            guard = f'[ -n "$(in_use {shlex.quote(target.name)})" ]'
+            guard = f'[ -n "$(in_use {quote(target.name)})" ]'
         else:
             guard = "false"
         lines.append(
@@ -170,7 +169,7 @@ def delete_script(profile: HostProfile, targets: list[Target]) -> str:
 def clean(host: Any, profile: HostProfile, *, older_than_s: float, cache: bool,
           dry_run: bool) -> dict[str, Any]:
     """List (one round trip), plan, and unless ``dry_run`` delete (one more)."""
-    listing = host.run(jobs.list_script(profile) + _extra_listing_script()).stdout
+    listing = host.run(layout.list_script(profile) + _extra_listing_script()).stdout
     text = listing.decode("utf-8", "replace") if isinstance(listing, bytes) else listing
     plan = plan_clean(text, older_than_s, cache, payload_hash())
     removed = plan.remove

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remote_sep import job_records
 from remote_sep.errors import AuthFailed, HostKeyError, JobFailed, RemoteSepError, Unreachable
-from remote_sep.hostbase import sha256_file
-from remote_sep.jobs import Cursor, JobPaths, Poll, poll_events, stderr_tail
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.base import sha256_file
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.jobs import records
+from remote_sep.jobs.layout import Cursor, JobPaths, Poll, poll_events, stderr_tail
 
 Notify = Callable[[str, dict[str, Any]], None]
 T = TypeVar("T")
@@ -61,7 +61,7 @@ def is_link_error(exc: BaseException) -> bool:
 
 
 def default_connect(profile: HostProfile):
-    from remote_sep.remote import connect  # late: the SSH stack loads only when needed
+    from remote_sep.ssh.host import connect  # late: the SSH stack loads only when needed
 
     return connect(profile)
 
@@ -150,11 +150,11 @@ def error_from_event(event: dict[str, Any], host: str) -> RemoteSepError:
                           kind=kind, hint=hint)
 
 
-def pull_outputs(link: Link, record: job_records.JobRecord, event: dict[str, Any],
+def pull_outputs(link: Link, record: records.JobRecord, event: dict[str, Any],
                  notify: Notify, result: FollowResult) -> None:
     """Fetch one item_done's files (sha256-checked, temp name + rename by Host.get_file)."""
     paths = JobPaths(record.base, record.job_id)
-    key = job_records.output_key(str(event.get("item")), int(event.get("desc") or 0))
+    key = records.output_key(str(event.get("item")), int(event.get("desc") or 0))
     if key not in record.prefixes:  # a job this laptop did not start: name it after the job
         record.prefixes[key] = str(Path.cwd() / f"{record.job_id}_{key.replace('/', '_d')}")
     outputs = event.get("outputs") or {}
@@ -176,13 +176,13 @@ def pull_outputs(link: Link, record: job_records.JobRecord, event: dict[str, Any
             local.parent.mkdir(parents=True, exist_ok=True)
             sha = link.call(fetch)
             record.pulled[str(local)] = sha
-            job_records.save(record)
+            records.save(record)
             notify("pulled", {"path": str(local), "sha256": sha})
         result.outputs.setdefault(key, {})[kind] = str(local)
         result.shas[str(local)] = sha
 
 
-def follow_job(link: Link, record: job_records.JobRecord, cursor: Cursor,
+def follow_job(link: Link, record: records.JobRecord, cursor: Cursor,
                notify: Notify = _quiet, *, wait_s: float | None = None,
                first_poll: Poll | None = None) -> FollowResult:
     """Read events until ``bye``; pull outputs as they finish. Raises the first ``error``
@@ -208,7 +208,7 @@ def follow_job(link: Link, record: job_records.JobRecord, cursor: Cursor,
             elif name == "bye":
                 result.bye = event
         record.offset, record.last_seq = cursor.offset, cursor.last_seq
-        job_records.save(record)
+        records.save(record)
         if result.bye is not None:
             break
         if not poll.alive and not poll.events:

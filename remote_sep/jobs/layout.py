@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from remote_payload.protocol import LineBuffer, parse_event_line
 from remote_sep.errors import NotProvisioned
-from remote_sep.profile_model import HostProfile
-from remote_sep.shell import export_lines, remote_path_expr
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import export_lines, quote, quote_argv, remote_path_expr
+from remote_sep.provision.ready import RemoteReady
 
 POLL_WAIT_S = 5.0  # how long one long-poll waits on the remote for new events
 POLL_SETTLE_S = 1.0  # after new events, gather more this long (progress lags at most this)
@@ -75,17 +75,6 @@ def cache_path(base: str, sha256: str, ext: str) -> str:
 
 # --- prepare: one round trip that answers everything a job needs to know -------------------
 
-@dataclass
-class RemoteReady:
-    base: str  # resolved remote base
-    python: str  # interpreter that runs the payload
-    payload_present: bool
-    cached_sha256: str | None  # sha256 of the cached upload, None when absent
-    # The bootstrap stamp (parsed), read only when the profile names no python: lets
-    # provision.auto.ensure_ready judge the venv without a round trip of its own.
-    stamp: dict | None = None
-
-
 def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | None) -> str:
     """Resolve the base, create its folders, find the interpreter, check payload + cache."""
     lines = [
@@ -101,10 +90,10 @@ def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | No
         lines.append('[ -x "$B/venv/bin/python" ] && printf "python=%s\\n" "$B/venv/bin/python"')
         lines.append('[ -r "$B/venv/remote-sep-stamp.json" ] && printf "stamp=%s\\n" '
                      '"$(tr -d \'\\n\' < "$B/venv/remote-sep-stamp.json")"')
-    payload = shlex.quote(f"payload/{payload_hash}/remote_payload/__main__.py")
+    payload = quote(f"payload/{payload_hash}/remote_payload/__main__.py")
     lines.append(f'[ -f "$B"/{payload} ] && echo payload=1')
     if cache_name:
-        cached = shlex.quote(f"cache/{cache_name}")
+        cached = quote(f"cache/{cache_name}")
         lines.append(f'if [ -f "$B"/{cached} ]; then printf "cached=%s\\n" '
                      f'"$(sha256sum < "$B"/{cached} | cut -d" " -f1)"; fi')
     lines.append("exit 0")
@@ -156,7 +145,7 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
     ``trap '' HUP; setsid nohup … &`` with all three streams redirected survives the SSH
     session closing (DESIGN §5).
     """
-    job = shlex.quote(paths.dir)
+    job = quote(paths.dir)
     argv = [python, "-m", "remote_payload", "run", "--manifest", "manifest.json",
             "--events", "events.jsonl"]
     if inbox:
@@ -169,7 +158,7 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
         ": >> events.jsonl",  # exists from the start: followers never race its creation
         *export_lines(profile.path_prepend, payload_env(profile, payload_dir)),
         "trap '' HUP",
-        f"setsid nohup {shlex.join(argv)} > stderr.log 2>&1 < /dev/null &",
+        f"setsid nohup {quote_argv(argv)} > stderr.log 2>&1 < /dev/null &",
         "echo $! > pid",
         "echo $!",
     ]
@@ -227,7 +216,7 @@ def poll_script(paths: JobPaths, pid: int | str | None, offset: int, wait_s: flo
     ``bye`` arrived or ``settle_s`` passed since the growth (one answer carries a burst of
     events, not one each), or the process ended, or ``wait_s`` is up. Then print the
     liveness and every byte after ``offset``."""
-    events = shlex.quote(paths.events)
+    events = quote(paths.events)
     # pid: a number, or a shell expression such as "$P" (start_and_poll)
     alive = f"alive {pid if isinstance(pid, str) else int(pid)}" if pid else "false"
     rounds, settle = max(0, int(wait_s / 0.1)), max(0, int(settle_s / 0.1))
@@ -286,13 +275,13 @@ def _parse_poll(cursor: Cursor, raw: bytes) -> Poll:
 
 
 def stderr_tail(host, paths: JobPaths, lines: int = 20) -> str:
-    result = host.run(f"tail -n {int(lines)} {shlex.quote(paths.stderr)} 2>/dev/null || true",
+    result = host.run(f"tail -n {int(lines)} {quote(paths.stderr)} 2>/dev/null || true",
                       check=False)
     return _text(result.stdout).strip()
 
 
 def read_pid(host, paths: JobPaths) -> int | None:
-    result = host.run(f"cat {shlex.quote(paths.pid)} 2>/dev/null || true", check=False)
+    result = host.run(f"cat {quote(paths.pid)} 2>/dev/null || true", check=False)
     text = _text(result.stdout).strip()
     return int(text) if text.isdigit() else None
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shlex
 import tarfile
 from functools import lru_cache
 from pathlib import Path
 
 import remote_payload
+from remote_sep.hosts.shell import quote
 
 PAYLOAD_DIR = Path(remote_payload.__file__).resolve().parent
 
@@ -53,8 +53,8 @@ def payload_dir(base: str) -> str:
 
 def sync_script(base: str) -> str:
     """Shell script: unpack the tar.gz from stdin into P/payload/<hash> unless it is there."""
-    dest = shlex.quote(payload_dir(base))
-    parent = shlex.quote(f"{base}/payload")
+    dest = quote(payload_dir(base))
+    parent = quote(f"{base}/payload")
     # A concurrent sync may win the rename: then the temp copy is simply dropped.
     return (
         f"set -e; mkdir -p {parent}; T=$(mktemp -d {parent}/.tmp.XXXXXX); "

@@ -1,6 +1,6 @@
 """The core of `remote-sep separate` and `attach`: local checks, upload, start, follow, pull.
 
-No printing: progress goes through ``notify`` (see follow.py); failures are RemoteSepError.
+No printing: progress goes through ``notify`` (see jobs/follow.py); failures are RemoteSepError.
 Round trips on a provisioned host: prepare (1), upload when not cached (SFTP open + put),
 start (1), the event polls, one per output pulled.
 """
@@ -16,7 +16,6 @@ from typing import Any
 import soundfile
 
 from remote_payload.manifest import FORMATS, Item, Manifest, ManifestError, Settings, resolve_model
-from remote_sep import job_records
 from remote_sep.errors import (
     BadAudio,
     ConfigError,
@@ -25,21 +24,22 @@ from remote_sep.errors import (
     RemoteSepError,
     Unreachable,
 )
-from remote_sep.follow import OUTPUT_KINDS, Link, Notify, _quiet, follow_job
-from remote_sep.hostbase import sha256_file
-from remote_sep.jobs import (
+from remote_sep.hosts.base import sha256_file
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.jobs import records
+from remote_sep.jobs.follow import OUTPUT_KINDS, Link, Notify, _quiet, follow_job
+from remote_sep.jobs.layout import (
     Cursor,
     JobPaths,
-    RemoteReady,
     cache_path,
     new_job_id,
     prepare,
     read_pid,
     start_and_poll,
 )
-from remote_sep.payload_sync import payload_dir, payload_hash, sync_payload
-from remote_sep.profile_model import HostProfile
+from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
+from remote_sep.provision.ready import RemoteReady
 
 
 @dataclass
@@ -170,18 +170,18 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
                     opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))])
         manifest = Manifest(job_id=job_id, settings=settings, items=[item])
-        record = job_records.JobRecord(
+        record = records.JobRecord(
             host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
-            prefixes={job_records.output_key("i0", k): str(p) for k, p in enumerate(prefixes)},
-            descriptions={job_records.output_key("i0", k): d
+            prefixes={records.output_key("i0", k): str(p) for k, p in enumerate(prefixes)},
+            descriptions={records.output_key("i0", k): d
                           for k, d in enumerate(item.descriptions)})
-        job_records.save(record)
+        records.save(record)
         paths = JobPaths(ready.base, job_id)
         # Not retried: after a lost link we could not tell whether it started twice.
         cursor = Cursor()
         record.pid, first = start_and_poll(link.host, profile, paths, manifest.to_json(),
                                            ready.python, payload_dir(ready.base), cursor)
-        job_records.save(record)
+        records.save(record)
         notify("status", {"message": f"job {job_id} started on {profile.name}"})
         result = follow_job(link, record, cursor, notify, first_poll=first)
     except KeyboardInterrupt:
@@ -211,7 +211,7 @@ def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
                notify: Notify = _quiet, connect=None, force: bool = False) -> dict[str, Any]:
     """Follow a job from its first event and pull every output not already here."""
     started = time.monotonic()
-    record = job_records.load(profile.name, job_id)
+    record = records.load(profile.name, job_id)
     link = Link(profile, connect, notify=notify)
     try:
         if record is None or out:
@@ -220,7 +220,7 @@ def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
                 _refuse_foreign_outputs(record)
         if record.pid is None:
             record.pid = link.call(lambda h: read_pid(h, JobPaths(record.base, job_id)))
-        job_records.save(record)
+        records.save(record)
         result = follow_job(link, record, Cursor(), notify)
     except KeyboardInterrupt:
         raise _detached(profile, record) from None
@@ -230,7 +230,7 @@ def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
 
 
 def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str | None,
-                        old: job_records.JobRecord | None) -> job_records.JobRecord:
+                        old: records.JobRecord | None) -> records.JobRecord:
     """Rebuild the output map from the remote manifest (no local record, or a new --out)."""
     if not re.fullmatch(r"[\w.-]+", job_id):
         raise ConfigError(f"not a job id: {job_id!r}")
@@ -242,12 +242,12 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
     except (RemoteSepError, ManifestError, UnicodeDecodeError) as exc:
         raise ConfigError(f"no job {job_id} on {profile.name} ({exc})",
                           hint=f"list jobs with: remote-sep jobs {profile.name}") from None
-    record = old or job_records.JobRecord(host=profile.name, job_id=job_id, base=ready.base,
+    record = old or records.JobRecord(host=profile.name, job_id=job_id, base=ready.base,
                                           ext=manifest.settings.extension)
     for item in manifest.items:
         several = len(manifest.items) > 1
         for k, desc in enumerate(item.descriptions):
-            key = job_records.output_key(item.id, k)
+            key = records.output_key(item.id, k)
             record.descriptions[key] = desc
             if out:
                 base = Path(out).expanduser()
@@ -259,7 +259,7 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
     return record
 
 
-def _refuse_foreign_outputs(record: job_records.JobRecord) -> None:
+def _refuse_foreign_outputs(record: records.JobRecord) -> None:
     """Names attach picked now (--out, or a job this laptop did not start) must not clobber
     a file this job did not pull there earlier."""
     existing = [path for key in record.prefixes for kind in OUTPUT_KINDS
@@ -270,7 +270,7 @@ def _refuse_foreign_outputs(record: job_records.JobRecord) -> None:
                            hint="pass --force to overwrite, or --out to pick another name")
 
 
-def _detached(profile: HostProfile, record: job_records.JobRecord | None) -> Interrupted:
+def _detached(profile: HostProfile, record: records.JobRecord | None) -> Interrupted:
     if record is None:
         return Interrupted("interrupted before the job started; nothing runs on the host")
     return Interrupted(f"detached from job {record.job_id}; it keeps running on {profile.name}",

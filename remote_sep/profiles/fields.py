@@ -1,6 +1,6 @@
 """The hosts.yaml field schema: each field's type check and conversion.
 
-Converters raise ValueError(reason); profiles.py adds the file, line and field name.
+Converters raise ValueError(reason); profiles/load.py adds the file, line and field name.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ import platformdirs
 import yaml
 
 from remote_sep.errors import ConfigError, UnknownHost
-from remote_sep.hostkeys import default_known_hosts
-from remote_sep.profile_fields import FIELDS, WholeMessage
-from remote_sep.profile_model import LOCAL_HOST, HostProfile
-from remote_sep.ssh_config import SSHConfig, load_ssh_config, ssh_config_aliases
+from remote_sep.hosts.known_hosts import default_known_hosts
+from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
+from remote_sep.hosts.shell import split_words
+from remote_sep.profiles.fields import FIELDS, WholeMessage
+from remote_sep.ssh.config import SSHConfig, load_ssh_config, ssh_config_aliases
 
 APP_NAME = "remote-sep"
 HOSTS_ENV = "REMOTE_SEP_HOSTS"
@@ -197,7 +197,7 @@ def read_hosts_file(path: Path) -> ParsedFile:
 
 
 # ---------------------------------------------------------------- ssh_config merge
-# ssh_config itself is read in ssh_config.py (the SSH seam: paramiko stays out of here).
+# ssh_config itself is read in ssh/config.py (the SSH seam: paramiko stays out of here).
 
 
 def build_profile(name: str, values: dict[str, Any], config: SSHConfig,
@@ -222,7 +222,7 @@ def build_profile(name: str, values: dict[str, Any], config: SSHConfig,
     if "known_hosts" in values:
         known = values["known_hosts"]
     elif ssh.get("userknownhostsfile"):
-        known = shlex.split(ssh["userknownhostsfile"])
+        known = split_words(ssh["userknownhostsfile"])
     else:
         known = default_known_hosts()
     profile.known_hosts = [os.path.expanduser(k) for k in known]
@@ -285,20 +285,3 @@ def get_profile(name: str, hosts_file: str | os.PathLike[str] | None = None) -> 
         hint=f"add it with `remote-sep hosts add {name} user@host`, or as a Host in ssh_config "
         f"(hosts file: {hosts_path(hosts_file)})",
     )
-
-
-# The writer lives in its own module; re-exported so callers need one import.
-from remote_sep.profiles_writer import add_host, parse_target  # noqa: E402
-
-__all__ = [
-    "add_host",
-    "build_profile",
-    "default_hosts_path",
-    "default_known_hosts",
-    "get_profile",
-    "hosts_path",
-    "load_hosts",
-    "load_ssh_config",
-    "parse_target",
-    "ssh_config_aliases",
-]

@@ -16,7 +16,8 @@ import yaml
 
 from remote_sep.atomic import write_text_atomic
 from remote_sep.errors import ConfigError
-from remote_sep.profile_model import LOCAL_HOST, HostProfile
+from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
+from remote_sep.profiles import load as profiles
 
 HEADER = (
     "# remote-sep host profiles. Every field is described in hosts.yaml.example.\n"
@@ -60,8 +61,6 @@ def add_host(
     On update, host/user/port come from TARGET; key/path/python/proxy_jump change only when
     given; every other field the user wrote (model, env, …) is kept.
     """
-    from remote_sep import profiles  # late: profiles re-exports this module
-
     if not name or any(ch.isspace() for ch in name) or name.startswith("-"):
         raise ConfigError(f"'{name}' is not a usable host name (no spaces, no leading '-')")
     if name == LOCAL_HOST:

@@ -7,14 +7,14 @@ A provisioned host costs one round trip: the facts script also reads the stamp.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from remote_sep.errors import Interrupted, RemoteSepError
-from remote_sep.hostbase import Host
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.base import Host
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import quote, quote_argv
 from remote_sep.provision import gated
 from remote_sep.provision import token as tokens
 from remote_sep.provision.inspect import HostFacts, env_prelude, facts_script, parse_facts
@@ -181,7 +181,7 @@ def _token_step(host: Host, facts: HostFacts,
     path = f"{facts.hf_home}/token"
     if host.sha256(path) == tokens.token_sha256(token):
         return token, f"{path} already holds this token"
-    q = shlex.quote(facts.hf_home)
+    q = quote(facts.hf_home)
     host.run(f"mkdir -p {q} && chmod 700 {q}")
     host.write_bytes(path, token.encode(), mode=0o600)
     return token, f"written to {path} (0600)"
@@ -190,8 +190,8 @@ def _token_step(host: Host, facts: HostFacts,
 def _hub_step(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan, step: Step,
               token: str | None, prelude: str) -> str:
     mode = "prefetch" if step.kind == "prefetch" else "check"
-    script = (prelude + f"export HF_HOME={shlex.quote(facts.hf_home)}\n"
-              + shlex.join([venv_python(facts.base), "-c", gated.CHECK_SNIPPET,
+    script = (prelude + f"export HF_HOME={quote(facts.hf_home)}\n"
+              + quote_argv([venv_python(facts.base), "-c", gated.CHECK_SNIPPET,
                             plan.model_repo, mode]))
     # The token goes on stdin only; empty stdin: the snippet uses the host's token file.
     res = host.run(script, stdin=(token or "").encode(), check=False)

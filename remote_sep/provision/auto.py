@@ -13,17 +13,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from remote_sep.errors import NotProvisioned
-from remote_sep.hostbase import Host
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.base import Host
+from remote_sep.hosts.profile import HostProfile
 from remote_sep.provision.apply import Report, TokenSource, bootstrap
 from remote_sep.provision.plan import venv_python
+from remote_sep.provision.ready import RemoteReady
 from remote_sep.provision.stamp import check_stamp, parse_stamp, read_stamp_script
-
-if TYPE_CHECKING:
-    from remote_sep.jobs import RemoteReady
 
 _ASK_LOCK = threading.Lock()
 _TOKEN_LOCK = threading.Lock()

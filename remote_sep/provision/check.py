@@ -1,16 +1,13 @@
-"""The cores of `hosts check` (one remote script, one round trip) and `hosts trust`."""
+"""The core of `hosts check`: one remote script, one round trip (`hosts trust` is ssh/trust.py)."""
 
 from __future__ import annotations
 
 import json
-import shlex
-from collections.abc import Callable
 from typing import Any
 
-from remote_sep import hostkeys
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import quote, quote_argv, remote_path_expr
 from remote_sep.provision.inspect import STAMP_NAME, env_prelude
-from remote_sep.shell import remote_path_expr
 
 GPU_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total,memory.used",
              "--format=csv,noheader")
@@ -40,13 +37,13 @@ def check_script(profile: HostProfile) -> str:
     return env_prelude(profile.path_prepend, profile.env) + f"""\
 BASE={remote_path_expr(profile.path)}
 echo "base=$BASE"
-if out=$({remote_path_expr(python)} -c {shlex.quote(_PY_VERSION)} 2>&1); then
+if out=$({remote_path_expr(python)} -c {quote(_PY_VERSION)} 2>&1); then
   echo "python=$out"
 else
   echo "python_error=$(printf '%s\\n' "$out" | tail -n 1)"
 fi
 if command -v nvidia-smi >/dev/null 2>&1; then
-  if out=$({shlex.join(GPU_QUERY)} 2>&1); then
+  if out=$({quote_argv(GPU_QUERY)} 2>&1); then
     printf '%s\\n' "$out" | sed 's/^/gpu=/'
   else
     echo "gpu_error=nvidia-smi failed: $(printf '%s\\n' "$out" | tail -n 1)"
@@ -61,7 +58,7 @@ echo "disk_free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR==2 {{print $4}}')"
 [ -f "$BASE/venv/{STAMP_NAME}" ] && echo "stamp=yes"
 RUN_PY={remote_path_expr(profile.python) if profile.python else '"$BASE/venv/bin/python"'}
 if command -v "$RUN_PY" >/dev/null 2>&1; then
-  echo "runtime=$("$RUN_PY" -c {shlex.quote(_RUNTIME_PROBE)} 2>/dev/null | tail -n 1)"
+  echo "runtime=$("$RUN_PY" -c {quote(_RUNTIME_PROBE)} 2>/dev/null | tail -n 1)"
 fi
 exit 0
 """
@@ -138,9 +135,9 @@ def _gpu(value: str) -> dict[str, str]:
 
 def check_host(profile: HostProfile) -> dict[str, Any]:
     """Connect (host keys checked) and inspect the host; connection errors propagate."""
-    from remote_sep import remote  # the SSH stack loads only for commands that connect
+    from remote_sep.ssh.host import connect  # the SSH stack loads only for commands that connect
 
-    with remote.connect(profile) as host:
+    with connect(profile) as host:
         result = host.run(check_script(profile), check=True, timeout=60)
     return parse_check(result.text, profile)
 
@@ -171,19 +168,3 @@ def describe(report: dict[str, Any]) -> list[str]:
         state += f" ({report['hint']})"
     lines.append(f"provisioned  {state}")
     return lines
-
-
-Confirm = Callable[[str, str, str], bool]  # (key type, fingerprint, known_hosts file) -> yes?
-
-
-def trust_host(profile: HostProfile, confirm: Confirm) -> dict[str, Any]:
-    """Fetch the host key, let the user confirm its fingerprint, then add it to the
-    profile's first known_hosts file. Nothing is written when the answer is no."""
-    key = hostkeys.fetch_host_key(profile)
-    file = hostkeys.known_hosts_files(profile)[0]
-    result = {"host": profile.name, "target": profile.describe(), "key_type": key.keytype,
-              "fingerprint": key.fingerprint, "known_hosts": str(file), "added": False}
-    if confirm(key.keytype, key.fingerprint, str(file)):
-        result["known_hosts"] = str(hostkeys.add_known_host(file, profile, key))
-        result["added"] = True
-    return result

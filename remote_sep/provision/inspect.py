@@ -8,12 +8,11 @@ script so a provisioned host is recognised without a second trip.
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from remote_sep.hosts.shell import export_lines, quote, remote_path_expr
 from remote_sep.provision.torch_index import parse_version
-from remote_sep.shell import export_lines, remote_path_expr
 
 PYTHON_CANDIDATES = ("python3.13", "python3.12", "python3.11", "python3")
 STAMP_NAME = "remote-sep-stamp.json"
@@ -30,7 +29,7 @@ def env_prelude(path_prepend: Iterable[str], env: Mapping[str, str]) -> str:
 def facts_script(base: str, hf_home: str | None, python: str | None, prelude: str) -> str:
     """The inspection script; prints one `key=value` per line (values never multi-line)."""
     candidates = (remote_path_expr(python) if python  # the profile's base_python; may be ~/…
-                  else " ".join(shlex.quote(p) for p in PYTHON_CANDIDATES))
+                  else " ".join(quote(p) for p in PYTHON_CANDIDATES))
     check = "import sys; print(sys.executable, '%d.%d' % sys.version_info[:2])"
     return prelude + f"""\
 BASE={remote_path_expr(base)}
@@ -44,7 +43,7 @@ command -v sudo >/dev/null 2>&1 && echo "sudo=yes"
 command -v apt-get >/dev/null 2>&1 && echo "apt=yes"
 for py in {candidates}; do
   if command -v "$py" >/dev/null 2>&1; then
-    echo "python=$("$py" -c {shlex.quote(check)} 2>/dev/null)"
+    echo "python=$("$py" -c {quote(check)} 2>/dev/null)"
   fi
 done
 d="$BASE"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done

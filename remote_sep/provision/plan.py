@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from dataclasses import asdict, dataclass, field
 
 from remote_sep.errors import ConfigError, RemoteSepError
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import quote, quote_argv
 from remote_sep.provision.inspect import HostFacts
 from remote_sep.provision.torch_index import TorchChoice, choose_torch
 
@@ -173,7 +173,7 @@ def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoic
 
 
 def _pip(venv_py: str, args: list[str], packages: list[str]) -> str:
-    return shlex.join([venv_py, "-m", "pip", "install", "--disable-pip-version-check",
+    return quote_argv([venv_py, "-m", "pip", "install", "--disable-pip-version-check",
                        *args, *packages])
 
 
@@ -202,10 +202,10 @@ def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = No
                            display=f"write <HF token redacted> to {facts.hf_home}/token "
                            "(mode 0600, dir 0700, over SFTP)"))
     plan.steps.append(Step("gated", f"access check for {plan.model_repo}", "gated",
-                           display=f"{shlex.quote(venv_python(facts.base))} -c <hub auth_check "
+                           display=f"{quote(venv_python(facts.base))} -c <hub auth_check "
                            f"{plan.model_repo}> (token on stdin)"))
     if prefetch:
-        py = shlex.quote(venv_python(facts.base))
+        py = quote(venv_python(facts.base))
         plan.steps.append(Step("prefetch", f"download {plan.model_repo} weights", "prefetch",
                                display=f"{py} -c <snapshot_download {plan.model_repo}> "
                                "(token on stdin)"))
@@ -224,7 +224,7 @@ def _add_install_steps(plan: Plan, facts: HostFacts, profile: HostProfile) -> No
     steps: list[tuple[str, str, str]] = []
     steps.append(("venv", f"create the venv with {plan.facts_used.python}",
                   # --clear: a half-made venv from an interrupted run is rebuilt, not reused
-                  shlex.join([plan.facts_used.python, "-m", "venv", "--clear", venv])))
+                  quote_argv([plan.facts_used.python, "-m", "venv", "--clear", venv])))
     steps.append(("torch", f"install {' '.join(choice.torch_packages)} ({choice.tag})",
                   _pip(py, index_args + extra, list(choice.torch_packages))))
     # sam_audio and the pins resolve together (so its deps never pull huggingface_hub >= 1);
@@ -235,11 +235,11 @@ def _add_install_steps(plan: Plan, facts: HostFacts, profile: HostProfile) -> No
     steps.append(("payload_deps", "install the payload's deps " + " ".join(PAYLOAD_DEPS),
                   _pip(py, extra, list(PAYLOAD_DEPS))))
     steps.append(("verify", "verify imports: torch, CUDA, sam_audio",
-                  shlex.join([py, "-c", _verify_snippet(plan.facts_used.cpu)])))
+                  quote_argv([py, "-c", _verify_snippet(plan.facts_used.cpu)])))
     chain = ""
     for name, title, script in steps:
         chain = digest([chain, name, script])
-        display = (f"{shlex.quote(py)} -c <import torch, sam_audio; check torch.cuda>"
+        display = (f"{quote(py)} -c <import torch, sam_audio; check torch.cuda>"
                    if name == "verify" else script)
         plan.steps.append(Step(name, title, "run", script=script, display=display, key=chain))
 

@@ -11,8 +11,9 @@ import json
 import time
 
 from remote_sep.errors import NotProvisioned
-from remote_sep.hostbase import Host
-from remote_sep.profile_model import HostProfile
+from remote_sep.hosts.base import Host
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.shell import remote_path_expr
 from remote_sep.provision.plan import (
     STAMP_VERSION,
     FactsUsed,
@@ -21,7 +22,6 @@ from remote_sep.provision.plan import (
     plan_inputs,
     stamp_path,
 )
-from remote_sep.shell import remote_path_expr
 
 
 def stamp_record(plan: Plan, done: dict[str, str], complete: bool) -> dict:

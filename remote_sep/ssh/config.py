@@ -3,8 +3,8 @@
 Part of the SSH seam (the modules that import paramiko; see ARCHITECTURE.md). Kept on
 paramiko's `SSHConfig` rather than a parser of our own: it already follows OpenSSH's
 first-match-wins rules, wildcards, negations and `%h`-style tokens, and it is pure parsing
-(no network). It lives here, not in profiles.py, so that profiles.py (hosts.yaml merge) and
-remote_connect.py (ProxyJump aliases) share one reader and neither names paramiko.
+(no network). It lives here, not in profiles/, so that profiles/load.py (hosts.yaml merge) and
+ssh/dial.py (ProxyJump aliases) share one reader and neither names paramiko.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Connecting over SSH: a profile -> an authenticated, host-key-checked paramiko client.
 
-Part of the SSH seam (the modules that import paramiko; see ARCHITECTURE.md). remote.py
-builds `SSHHost` on the client this returns; hostkeys.py uses `server_host_key` for
+Part of the SSH seam (the modules that import paramiko; see ARCHITECTURE.md). ssh/host.py
+builds `SSHHost` on the client this returns; known_hosts.py uses `server_host_key` for
 `remote-sep hosts trust`.
 
     clients = connect_clients(profile)   # each ProxyJump hop, then the target (last)
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import paramiko
 
-from remote_sep import hostkeys
 from remote_sep.errors import AuthFailed, HostKeyError, Unreachable
-from remote_sep.profile_model import HostProfile
-from remote_sep.ssh_config import load_ssh_config
+from remote_sep.hosts import known_hosts
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.ssh.config import load_ssh_config
 
 __all__ = ["MAX_PACKET", "WINDOW", "connect_clients", "server_host_key"]
 
@@ -70,7 +70,7 @@ def _fast_transport(sock, **kwargs) -> paramiko.Transport:
 
 
 def _fp(key: paramiko.PKey) -> str:
-    return hostkeys.fingerprint(key.get_base64())
+    return known_hosts.fingerprint(key.get_base64())
 
 
 def _tune(sock: socket.socket) -> None:
@@ -161,7 +161,7 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
     """One authenticated SSH connection over `sock`, host key checked; errors mapped."""
     user, host, port, label = hop.user, hop.host, hop.port, hop.label
     client = paramiko.SSHClient()
-    _load_known_hosts(client.get_host_keys(), hostkeys.known_hosts_files(profile))
+    _load_known_hosts(client.get_host_keys(), known_hosts.known_hosts_files(profile))
     client.set_missing_host_key_policy(_RejectUnknown())
     # Like OpenSSH, a missing identity file is skipped (ssh_config often names defaults
     # that do not exist); it is named in the message if authentication then fails.
@@ -170,7 +170,7 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
     missing = [k for k in wanted if k not in keys]
     timeout = profile.connect_timeout
     trust_hint = f"check the fingerprint, then run `remote-sep hosts trust {profile.name}`"
-    where = f"{label} ({hostkeys.host_key_name(host, port)})"
+    where = f"{label} ({known_hosts.host_key_name(host, port)})"
     try:
         client.connect(
             host, port=port, username=user, key_filename=keys or None, timeout=timeout,
@@ -183,7 +183,7 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
         raise HostKeyError(
             f"{where} is unknown: its {exc.key.get_name()} key "
             f"{_fp(exc.key)} is in none of "
-            f"{', '.join(map(str, hostkeys.known_hosts_files(profile)))}", hint=trust_hint,
+            f"{', '.join(map(str, known_hosts.known_hosts_files(profile)))}", hint=trust_hint,
         ) from None
     except paramiko.BadHostKeyException as exc:
         client.close()

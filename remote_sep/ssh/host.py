@@ -1,15 +1,15 @@
 """The SSH seam's Host: `connect(profile)` -> a Host; `SSHHost` runs commands and moves files.
 
-Connecting (sockets, ProxyJump hops, host-key policy, auth errors) is remote_connect.py;
-SFTP transfers are transfer.py; the shell text shared with LocalHost is hostbase.py.
-remote.py, remote_connect.py and ssh_config.py are the only modules that import paramiko.
+Connecting (sockets, ProxyJump hops, host-key policy, auth errors) is ssh/dial.py;
+SFTP transfers are ssh/transfer.py; the shell text shared with LocalHost is hosts/base.py.
+ssh/host.py, ssh/dial.py and ssh/config.py are the only modules that import paramiko.
 
 Security: every argv element is shell-quoted; secrets travel on stdin or through
 write_bytes, never in a command line.
 
 Speed (DESIGN.md §5, measured on loopback): 255 KiB SFTP requests (256 KiB and up make
 OpenSSH close the channel), pipelined writes, prefetched reads into an 8 MiB window with
-255 KiB packets (set up in remote_connect.py). bench/bench_transfer.py compares with scp.
+255 KiB packets (set up in ssh/dial.py). bench/bench_transfer.py compares with scp.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import paramiko
 
 from remote_sep.errors import RemoteSepError, TransferError, Unreachable
-from remote_sep.hostbase import (
+from remote_sep.hosts.base import (
     Host,
     Progress,
     RemoteCommandError,
@@ -34,9 +34,9 @@ from remote_sep.hostbase import (
     parse_sha256_output,
     sha256_script,
 )
-from remote_sep.profile_model import HostProfile
-from remote_sep.remote_connect import MAX_PACKET, WINDOW, connect_clients, server_host_key
-from remote_sep.transfer import download, read_range, upload, write_atomic
+from remote_sep.hosts.profile import HostProfile
+from remote_sep.ssh.dial import MAX_PACKET, WINDOW, connect_clients, server_host_key
+from remote_sep.ssh.transfer import download, read_range, upload, write_atomic
 
 __all__ = ["Host", "RemoteCommandError", "RunResult", "SSHHost", "connect", "server_host_key"]
 
@@ -44,7 +44,7 @@ __all__ = ["Host", "RemoteCommandError", "RunResult", "SSHHost", "connect", "ser
 def connect(profile: HostProfile) -> Host:
     """Open the host a profile names: LocalHost for `local`, else an SSHHost."""
     if profile.is_local:
-        from remote_sep.localhost import LocalHost
+        from remote_sep.hosts.local import LocalHost
 
         return LocalHost(profile)
     return SSHHost(profile)

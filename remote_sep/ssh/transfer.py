@@ -1,4 +1,4 @@
-"""Fast, atomic SFTP transfers on an already open SFTP client (remote.py passes it in;
+"""Fast, atomic SFTP transfers on an already open SFTP client (ssh/host.py passes it in;
 this module never imports paramiko itself).
 
 Why these numbers (DESIGN.md §5, loopback): paramiko's default 32 KiB requests, issued one
@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 
 from remote_sep.errors import TransferError
-from remote_sep.hostbase import Progress, tmp_name
+from remote_sep.hosts.base import Progress, tmp_name
 
 REQUEST = 255 * 1024
 PREFETCH_REQUESTS = 32  # 8 MiB in flight: matches the receive window

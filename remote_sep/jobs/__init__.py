@@ -1,0 +1,1 @@
+"""One remote job: layout on the host, payload sync, following, separate/attach, records, clean."""
