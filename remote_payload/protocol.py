@@ -53,6 +53,7 @@ EXIT_CODES: dict[str, int] = {
     "transfer": 17,  # checksum mismatch, broken transfer
     "job_failed": 18,  # remote job died without a final event
     "partial": 19,  # a batch where some items failed
+    "output_unwritable": 20,  # a local output folder/file cannot be written (not disk full)
     "interrupted": 130,  # Ctrl-C: detached, the remote job runs on
 }
 ERROR_KINDS = tuple(EXIT_CODES)

@@ -6,6 +6,9 @@ the remote payload (an ``error`` event) and the same failure found locally exit 
 
 from __future__ import annotations
 
+import errno
+import os
+
 from remote_payload.protocol import exit_code_for
 
 
@@ -63,6 +66,36 @@ class OutputExists(RemoteSepError):
 
 class TransferError(RemoteSepError):
     kind = "transfer"
+
+
+class DiskFull(RemoteSepError):
+    """A disk filled up: the host's (upload, job files, outputs) or the laptop's."""
+
+    kind = "disk_full"
+
+
+class OutputUnwritable(RemoteSepError):
+    """A local output cannot be written: read-only, no permission, name too long."""
+
+    kind = "output_unwritable"
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR,
+               errno.EISDIR, errno.EEXIST}
+
+
+def local_write_error(exc: OSError, path: str | os.PathLike[str],
+                      hint: str | None = None) -> RemoteSepError | None:
+    """The RemoteSepError for a failed write on THIS machine, or None when EXC is not one
+    (then it is not the output's fault). A local write error is never a link error: a
+    reconnect cannot fix it."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno in _DISK_FULL:
+        return DiskFull(f"the local disk is full: cannot write {path} ({reason})", hint=hint)
+    if exc.errno in _UNWRITABLE:
+        return OutputUnwritable(f"cannot write {path}: {reason}", hint=hint)
+    return None
 
 
 class JobFailed(RemoteSepError):
