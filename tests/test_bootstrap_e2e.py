@@ -132,8 +132,20 @@ def test_dry_run_prints_the_plan_and_changes_nothing(world: World):
     assert run.returncode == 0, run.stderr
     assert "torch==2.13.0" in run.stderr and "<HF token redacted>" in run.stderr
     assert "[would run] sam_audio" in run.stderr
+    assert "token from: HF_TOKEN" in run.stderr
     assert not world.base.exists() and not world.hf_home.exists()
     assert_no_token_leak(world, run.stdout, run.stderr)
+    cache = world.root / "local-hf"
+    cache.mkdir(exist_ok=True)
+    (cache / "token").write_text(GOOD_TOKEN)  # `hf auth login` on the laptop, no HF_TOKEN
+    try:
+        from_cache = world.cli("--cpu", "--dry-run", token=None)
+    finally:
+        (cache / "token").unlink()
+    assert f"token from: the `hf auth login` cache ({cache / 'token'})" in from_cache.stderr
+    assert_no_token_leak(world, from_cache.stdout, from_cache.stderr)
+    nowhere = world.cli("--cpu", "--dry-run", token=None)
+    assert "token from: nowhere" in nowhere.stderr
 
 
 def test_gated_without_access_installs_then_stops_with_the_model_page(world: World):

@@ -146,6 +146,36 @@ def test_no_gpu_blocks_unless_cpu():
     assert cpu.blockers == [] and cpu.torch.tag == "cpu"
 
 
+def _commands_in(text: str) -> list[list[str]]:
+    import re
+    import shlex
+    return [shlex.split(c) for c in re.findall(r"`(remote-sep [^`]+)`", text)]
+
+
+def test_no_gpu_hints_name_commands_that_exist_and_the_why_agrees():
+    """Every `remote-sep ...` in a no-GPU hint parses with the real CLI (no `--cpu` on a
+    command that lacks it), and the plan's why line never claims --cpu was given."""
+    import typer
+
+    from remote_sep.cli.main import app
+
+    root = typer.main.get_command(app)
+    no_smi = parse_facts("base=/b\nhf_home=/h\npython=/usr/bin/python3 3.11\n"
+                         "libavutil=libavutil.so.57\n")
+    no_cuda = parse_facts("base=/b\nhf_home=/h\npython=/usr/bin/python3 3.11\nnvsmi=yes\n"
+                          "libavutil=libavutil.so.57\n")
+    for facts in (no_smi, no_cuda):
+        plan = build_plan(facts, HostProfile(name="gpu1"))
+        assert "(--cpu)" not in plan.torch.why and "pass --cpu" in plan.torch.why
+        commands = _commands_in(plan.blockers[0].hint)
+        assert commands == [["remote-sep", "bootstrap", "gpu1", "--cpu"]]
+        for argv in commands:
+            sub = root.get_command(None, argv[1])
+            with sub.make_context(argv[1], argv[2:]) as sub_ctx:
+                assert sub_ctx.params["cpu"] is True
+    assert "(--cpu)" in build_plan(no_smi, HostProfile(name="g"), cpu=True).torch.why
+
+
 def test_no_python_311_is_a_clear_error():
     with pytest.raises(RemoteSepError, match="3.11") as err:
         build_plan(parse_facts("base=/b\nhf_home=/h\npython=/usr/bin/python3 3.9\n"),

@@ -11,12 +11,9 @@ from remote_sep.provision.token import REDACTED, find_local_token, prompt_token,
 
 
 @pytest.fixture(autouse=True)
-def local_hf_home(monkeypatch, tmp_path):
-    """huggingface_hub fixes its token path at import: point it at this test's HF_HOME."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
+def no_token_env(monkeypatch):
+    for name in ("HF_TOKEN", "HF_TOKEN_PATH", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_hf_token_env_wins(monkeypatch, tmp_path):
@@ -30,7 +27,48 @@ def test_login_cache_is_used(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     (tmp_path / "token").write_text("hf_fromLoginCache\n")
-    assert find_local_token() == ("hf_fromLoginCache", "huggingface_hub login cache")
+    token, where = find_local_token()
+    assert token == "hf_fromLoginCache" and str(tmp_path / "token") in where
+
+
+def test_login_cache_is_read_without_huggingface_hub(monkeypatch, tmp_path):
+    """The laptop needs no huggingface_hub: the cache file is read where `hf auth login`
+    writes it (HF_TOKEN_PATH, then HF_HOME, then XDG_CACHE_HOME, then ~/.cache)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "xdg" / "huggingface").mkdir(parents=True)
+    (tmp_path / "xdg" / "huggingface" / "token").write_text("hf_xdg\n")
+    (tmp_path / "home" / ".cache" / "huggingface").mkdir(parents=True)
+    (tmp_path / "home" / ".cache" / "huggingface" / "token").write_text("hf_home\n")
+    (tmp_path / "explicit").write_text("hf_explicit")
+    code = ("import sys; sys.modules['huggingface_hub'] = None\n"
+            "from remote_sep.provision.token import find_local_token\n"
+            "print(find_local_token()[0])")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+
+    def token(**extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra},
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert token() == "hf_home"
+    assert token(XDG_CACHE_HOME=str(tmp_path / "xdg")) == "hf_xdg"
+    assert token(XDG_CACHE_HOME=str(tmp_path / "xdg"), HF_HOME=str(tmp_path / "nohf")) == "None"
+    assert token(HF_TOKEN_PATH=str(tmp_path / "explicit"),
+                 HF_HOME=str(tmp_path / "xdg" / "huggingface")) == "hf_explicit"
+
+
+def test_token_origin_names_the_source_never_the_token(monkeypatch, tmp_path):
+    from remote_sep.provision.token import token_origin
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert "host already has one" in token_origin(True)
+    assert token_origin(False).startswith("nowhere")
+    (tmp_path / "token").write_text("hf_secretvalue")
+    assert "hf auth login" in token_origin(False) and "hf_secret" not in token_origin(False)
+    monkeypatch.setenv("HF_TOKEN", "hf_envsecret")
+    assert token_origin(False) == "HF_TOKEN"
 
 
 def test_no_token_anywhere(monkeypatch, tmp_path):

@@ -14,7 +14,7 @@ import platformdirs
 import typer
 
 from remote_sep.cli.common import HostsOption, JsonOption, YesOption, err_console, run_command
-from remote_sep.provision.token import find_local_token, prompt_token
+from remote_sep.provision.token import find_local_token, prompt_token, token_origin
 
 NameArg = Annotated[str, typer.Argument(help="Host profile name (or an ssh_config alias).")]
 
@@ -78,6 +78,7 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
         result = run_bootstrap(host, profile, model=model, cpu=cpu or profile.cpu,
                                prefetch=prefetch,
                                dry_run=dry_run, token_source=local_token_source,
+                               token_origin=token_origin,
                                report=report,
                                confirm=confirm)
     if not as_json:
@@ -128,8 +129,11 @@ def render(event: dict[str, Any]) -> list[str]:
     if kind == "warning":
         return [f"warning: {event['message']}"]
     if kind == "plan_step":
-        return [f"[{event['status']}] {event['step']}: {event['title']}",
-                f"    {event['command']}"]
+        lines = [f"[{event['status']}] {event['step']}: {event['title']}",
+                 f"    {event['command']}"]
+        if event.get("token_from"):
+            lines.append(f"    token from: {event['token_from']}")
+        return lines
     if kind == "step_start":
         return [f"-> {event['title']} ..."]
     if kind == "step_done":

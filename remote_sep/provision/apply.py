@@ -69,10 +69,12 @@ def facts_summary(facts: HostFacts) -> dict[str, Any]:
 def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu: bool = False,
               prefetch: bool = False, dry_run: bool = False,
               token_source: TokenSource = lambda remote_has_token: None,
+              token_origin: Callable[[bool], str] | None = None,
               report: Report = lambda event: None,
               confirm: Callable[[Plan], bool] = lambda plan: True) -> BootstrapResult:
     """Provision `host` for `profile`; idempotent and resumable. `confirm(plan)` is asked
-    once before the first change; False cancels with nothing changed."""
+    once before the first change; False cancels with nothing changed. `token_origin(host has
+    a token)` names where the token would come from, for the dry run (never the token)."""
     facts = inspect(host, profile)
     report({"event": "inspect", **facts_summary(facts)})
     plan = build_plan(facts, profile, model=model, cpu=cpu, prefetch=prefetch)
@@ -97,6 +99,8 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
             status = "satisfied" if step.key and done.get(step.name) == step.key else "would run"
             entry = {"step": step.name, "title": step.title, "status": status,
                      "command": step.display}
+            if step.kind == "token" and token_origin is not None:
+                entry["token_from"] = token_origin(facts.has_token_file)
             result.steps.append(entry)
             report({"event": "plan_step", **entry})
         if plan.blockers:

@@ -183,15 +183,17 @@ def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = No
     used = FactsUsed.from_facts(facts, cpu)
     inputs, choice = plan_inputs(used, profile)
     plan = Plan(used, choice, model_repo(model or profile.model), inputs)
+    cpu_command = f"remote-sep bootstrap {profile.name} --cpu"
     if not cpu and not facts.has_nvidia_smi:
         plan.blockers.append(RemoteSepError(
             "no NVIDIA GPU found on the host (nvidia-smi is not on PATH)",
-            hint="install the NVIDIA driver, or rerun with --cpu to install CPU wheels "
-            "(separation on CPU is very slow)", kind="no_gpu"))
+            hint=f"install the NVIDIA driver, or run `{cpu_command}` to install CPU wheels "
+            "(separation on CPU is very slow), then run your command again", kind="no_gpu"))
     elif not cpu and facts.cuda is None:
         plan.blockers.append(RemoteSepError(
             "nvidia-smi did not report a CUDA version (is the driver loaded?)",
-            hint="run nvidia-smi on the host; rerun with --cpu to skip the GPU", kind="no_gpu"))
+            hint=f"run nvidia-smi on the host; or `{cpu_command}` to go without the GPU, "
+            "then run your command again", kind="no_gpu"))
     if cpu:
         plan.warnings.append("--cpu: installing CPU wheels; separation will be very slow")
     if facts.low_disk():

@@ -42,7 +42,7 @@ WHEEL_TABLE: tuple[WheelRow, ...] = (
              "driver supports CUDA 11.8-12.3 (torch <= 2.7)"),
 )
 CPU_ROW = WheelRow("cpu", (0, 0), (0, 0), "torch==2.9.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
-                   "no GPU (--cpu): CPU wheels, separation is very slow")
+                   "CPU wheels (--cpu), separation is very slow")
 
 BLACKWELL_CC = (10, 0)  # sm_100 (B200) and sm_120 (RTX 50xx) need cu128 or newer
 BLACKWELL_MIN_CUDA = (12, 8)
@@ -106,8 +106,11 @@ def choose_torch(
     ``spec_override`` replaces the whole torch-family line (space-separated requirements):
     a host that sets it installs exactly that, so torchaudio/torchcodec are its to list.
     """
-    if cpu or cuda is None:
+    if cpu:
         row, why = CPU_ROW, CPU_ROW.note
+    elif cuda is None:
+        # Only reached with a blocker in the plan (no GPU and no --cpu): say what --cpu would do.
+        row, why = CPU_ROW, "no GPU found; CPU wheels only if you pass --cpu (blocked below)"
     else:
         row, why = choose_row(cuda, cc)
     index: str | None = f"{PYTORCH_WHL}/{row.tag}"
