@@ -41,3 +41,63 @@ def test_every_help_shows_flags_as_flags():
 def test_a_flag_takes_no_value():
     run = cli("separate", "song.wav", "--desc", "x", "--host", "local", "--force", "true")
     assert run.returncode == 2 and "unexpected extra argument" in run.stderr
+
+
+def _doctor(home, *args: str, **env: str) -> tuple[int, dict]:
+    import json
+
+    run = subprocess.run([sys.executable, "-c", MAIN, "doctor", "--json", *args],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(home), **env})
+    return run.returncode, json.loads(run.stdout)
+
+
+def _rows(body: dict) -> dict[str, dict]:
+    checks = body["result"]["checks"] if body["ok"] else body["error"]["checks"]
+    return {row["check"]: row for row in checks}
+
+
+def test_doctor_reports_each_part_with_its_fix(tmp_path):
+    home = tmp_path / "home"
+    ssh = home / ".ssh"
+    ssh.mkdir(parents=True)
+    code, body = _doctor(home)  # nothing at all: no agent, no key files -> keys fail
+    rows = _rows(body)
+    assert code == 4 and rows["ssh keys"]["status"] == "fail" and rows["ssh keys"]["fix"]
+    assert rows["known_hosts"]["status"] == "warn" and "hosts trust" in rows["known_hosts"]["fix"]
+    assert rows["hf token"]["status"] == "warn" and rows["python"]["status"] == "ok"
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh / "id_ed25519")],
+                   check=True)
+    (ssh / "known_hosts").write_text("[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF\n")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            import time
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(ssh / "id_ed25519")], check=True,
+                       env={"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"},
+                       capture_output=True)
+        token = home / ".cache" / "huggingface"
+        token.mkdir(parents=True)
+        (token / "token").write_text("hf_doctorsecret")
+        code, body = _doctor(home, SSH_AUTH_SOCK=str(sock))
+    finally:
+        agent.kill()
+        agent.wait()
+    rows = _rows(body)
+    assert code == 0, body
+    assert rows["ssh keys"]["status"] == "ok" and "SHA256:" in rows["ssh keys"]["detail"]
+    assert "(1 keys)" in rows["known_hosts"]["detail"]
+    assert "hf auth login" in rows["hf token"]["detail"]
+    assert "hf_doctorsecret" not in str(body)
+
+    hosts = home / "hosts.yaml"
+    hosts.write_text("hosts:\n  gpu1:\n    host: h\n    prot: 22\n")
+    code, body = _doctor(home, "--hosts", str(hosts))
+    rows = _rows(body)
+    assert code == 4 and rows["hosts.yaml"]["status"] == "fail"
+    assert "hosts.yaml:4" in rows["hosts.yaml"]["detail"]

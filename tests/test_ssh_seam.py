@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SEAM = {"remote_sep/ssh/host.py", "remote_sep/ssh/dial.py", "remote_sep/ssh/config.py"}
+SEAM = {"remote_sep/ssh/host.py", "remote_sep/ssh/dial.py", "remote_sep/ssh/config.py",
+        "remote_sep/ssh/agent.py"}
 SSH_LIBRARIES = {"paramiko", "fabric", "invoke"}
 
 

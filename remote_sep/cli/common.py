@@ -46,7 +46,7 @@ def run_command(command: str, as_json: bool, action: Callable[[], dict[str, Any]
     try:
         result = action()
     except RemoteSepError as exc:
-        _fail(command, as_json, exc.kind, exc.message, exc.hint)
+        _fail(command, as_json, exc.kind, exc.message, exc.hint, getattr(exc, "details", None))
     except KeyboardInterrupt:
         _fail(command, as_json, "interrupted", "interrupted", None)
     else:
@@ -54,10 +54,11 @@ def run_command(command: str, as_json: bool, action: Callable[[], dict[str, Any]
             sys.stdout.write(json.dumps(envelope(command, True, result=result or {})) + "\n")
 
 
-def _fail(command: str, as_json: bool, kind: str, message: str, hint: str | None) -> None:
+def _fail(command: str, as_json: bool, kind: str, message: str, hint: str | None,
+          details: dict[str, Any] | None = None) -> None:
     code = exit_code_for(kind)
     if as_json:
-        error = {"kind": kind, "message": message, "hint": hint}
+        error = {"kind": kind, "message": message, "hint": hint, **(details or {})}
         sys.stdout.write(json.dumps(envelope(command, False, error=error, exit_code=code)) + "\n")
     else:
         err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)

@@ -26,9 +26,9 @@ app = typer.Typer(
 )
 
 # Each command module adds its commands (imported after `app` exists).
-from remote_sep.cli import batch, bootstrap, clean, hosts, separate  # noqa: E402
+from remote_sep.cli import batch, bootstrap, clean, doctor, hosts, separate  # noqa: E402
 
-for _module in (separate, batch, bootstrap, hosts, clean):
+for _module in (separate, batch, bootstrap, hosts, clean, doctor):
     _module.register(app)
 
 
