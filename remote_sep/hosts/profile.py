@@ -44,6 +44,7 @@ class HostProfile:
     pip_args: list[str] = field(default_factory=list)  # extra pip args (e.g. --find-links)
     allow_sudo: bool = False
     cpu: bool = False  # no NVIDIA GPU: bootstraps (also automatic ones) install CPU wheels
+    bare: bool = False  # a `user@host[:port]` target with no hosts.yaml entry
     source_file: str | None = None  # the hosts.yaml it came from (for messages)
     source_line: int | None = None
 

@@ -13,7 +13,8 @@ from remote_sep.profiles.load import (
     load_ssh_config,
     ssh_config_aliases,
 )
-from remote_sep.profiles.writer import add_host, parse_target
+from remote_sep.profiles.target import parse_target
+from remote_sep.profiles.writer import add_host
 
 __all__ = [
     "add_host",

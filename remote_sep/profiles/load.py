@@ -21,6 +21,7 @@ from remote_sep.hosts.known_hosts import default_known_hosts
 from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
 from remote_sep.hosts.shell import split_words
 from remote_sep.profiles.fields import FIELDS, WholeMessage
+from remote_sep.profiles.target import looks_like_target, parse_target
 from remote_sep.ssh.config import SSHConfig, load_ssh_config, ssh_config_aliases
 
 APP_NAME = "remote-sep"
@@ -272,13 +273,25 @@ def load_hosts(path: str | os.PathLike[str] | None = None) -> dict[str, HostProf
 
 
 def get_profile(name: str, hosts_file: str | os.PathLike[str] | None = None) -> HostProfile:
-    """One profile by name; a bare ssh_config alias works without a hosts.yaml entry."""
+    """One profile by name. Without a hosts.yaml entry, an ssh_config alias or a bare target
+    (`user@host[:port]`, `ssh://user@host:port`) works too, with the default base path."""
     profiles = load_hosts(hosts_file)
     if name in profiles:
         return profiles[name]
     config = load_ssh_config()
     if name in ssh_config_aliases(config):
         return build_profile(name, {}, config)
+    if looks_like_target(name):
+        # like ssh/scp/rsync: user@host[:port] with no entry; ssh_config still applies
+        user, host, port = parse_target(name)
+        values: dict[str, Any] = {"host": host}
+        if user:
+            values["user"] = user
+        if port:
+            values["port"] = port
+        profile = build_profile(name, values, config)
+        profile.bare = True
+        return profile
     known = ", ".join(sorted(profiles))
     raise UnknownHost(
         f"unknown host '{name}'{_suggest(name, list(profiles))}; known hosts: {known}",

@@ -18,6 +18,7 @@ from remote_sep.atomic import write_text_atomic
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
 from remote_sep.profiles import load as profiles
+from remote_sep.profiles.target import parse_target
 
 HEADER = (
     "# remote-sep host profiles. Every field is described in hosts.yaml.example.\n"
@@ -26,25 +27,6 @@ HEADER = (
 # Fields `hosts add` derives from its target: rewritten (or dropped) on every update.
 TARGET_FIELDS = ("host", "user", "port")
 FIELD_ORDER = ("host", "user", "port", "key", "path", "python", "proxy_jump")
-_TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))"
-                     r"(?::(?P<port>[^:]*))?$")
-
-
-def parse_target(target: str) -> tuple[str | None, str, int | None]:
-    """`user@host[:port]` (or `[v6addr]:port`) -> (user, host, port)."""
-    match = _TARGET.match(target.strip())
-    if not match:
-        raise ConfigError(
-            f"'{target}' is not user@host[:port]",
-            hint="e.g. ubuntu@203.0.113.7 or ubuntu@gpu.example.org:2222 or an ssh_config alias",
-        )
-    port = match["port"]
-    if port is not None:
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ConfigError(f"'{port}' in '{target}' is not a port number (1-65535)")
-        port = int(port)
-    return match["user"], match["v6"] or match["host"], port
-
 
 def add_host(
     name: str,
