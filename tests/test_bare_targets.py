@@ -78,3 +78,43 @@ def test_hosts_check_on_a_bare_target_over_real_sshd(tmp_path):
         assert run.returncode == 8 and json.loads(run.stdout)["error"]["kind"] == "host_key"
     finally:
         server.stop()
+
+
+@pytest.mark.e2e
+def test_trust_on_first_use_on_a_terminal_never_for_a_changed_key(tmp_path):
+    from test_auto_bootstrap_e2e import run_in_terminal
+
+    remote_home = tmp_path / "remote-home"
+    remote_home.mkdir()
+    server = start_sshd(tmp_path / "sshd", env={"HOME": str(remote_home)})
+    try:
+        laptop = tmp_path / "laptop-home"
+        (laptop / ".ssh").mkdir(parents=True)
+        shutil.copy(server.user_key, laptop / ".ssh" / "id_ed25519")
+        known = laptop / ".ssh" / "known_hosts"
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(laptop), "COLUMNS": "200"}
+        argv = [sys.executable, "-c", MAIN, "hosts", "check",
+                f"{server.user}@127.0.0.1:{server.port}"]
+        fingerprint = subprocess.run(
+            ["ssh-keygen", "-lf", str(server.host_key.with_suffix(".pub"))],
+            capture_output=True, text=True, check=True).stdout.split()[1]
+
+        code, out = run_in_terminal(argv, env, answer="n", prompt="Trust it and add it")
+        assert code == 8 and fingerprint in out and not known.exists()
+
+        code, out = run_in_terminal(argv, env, answer="y", prompt="Trust it and add it")
+        assert code == 0, out
+        assert "reachable" in out and known.read_text() == server.known_hosts_line()
+        code, out = run_in_terminal(argv, env, answer="y", prompt="Trust it and add it")
+        assert code == 0 and "Trust it" not in out  # known now: asked once only
+
+        other = tmp_path / "other_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                       check=True)
+        blob = other.with_suffix(".pub").read_text().split()[1]
+        known.write_text(f"[127.0.0.1]:{server.port} ssh-ed25519 {blob}\n")
+        code, out = run_in_terminal(argv, env, answer="y", prompt="Trust it and add it")
+        assert code == 8 and "CHANGED" in out and "Trust it" not in out
+        assert blob in known.read_text()  # a prompt never replaces a changed key
+    finally:
+        server.stop()

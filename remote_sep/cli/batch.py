@@ -15,7 +15,7 @@ from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
 from remote_sep.batch.plan import DEFAULT_TEMPLATE, plan_batch
 from remote_sep.cli.batch_view import LiveView, render_failures
-from remote_sep.cli.common import JsonOption, envelope, err_console, run_command
+from remote_sep.cli.common import JsonOption, envelope, err_console, run_command, terminal_owner
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
 
@@ -82,7 +82,8 @@ def batch(
         from remote_sep.cli.ready import ready_options
         from remote_sep.ssh.host import connect  # the SSH stack only when a batch really runs
 
-        with LiveView(err_console, enabled=not as_json and err_console.is_terminal) as view:
+        with LiveView(err_console, enabled=not as_json and err_console.is_terminal) as view, \
+                terminal_owner(view.paused):
             def say(host: str, line: str) -> None:  # bootstrap lines, above the live view
                 if not as_json:
                     err_console.print(f"{host}: {line}", markup=False, highlight=False,

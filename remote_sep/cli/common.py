@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +36,37 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to ever
 # Messages and progress go to stderr, results to stdout: `--json` output stays parseable.
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
+
+
+# The live view that owns the terminal now, if any: questions are asked inside its pause.
+_active_pause: list[Callable[[], AbstractContextManager]] = []
+_ask_lock = threading.Lock()  # batch hosts connect in threads: one question at a time
+
+
+@contextmanager
+def terminal_owner(pause: Callable[[], AbstractContextManager]) -> Iterator[None]:
+    """While a live view runs, questions from lower layers pause it first."""
+    _active_pause.append(pause)
+    try:
+        yield
+    finally:
+        _active_pause.remove(pause)
+
+
+def ask_first_use(where: str, key_type: str, fingerprint: str, file: str) -> bool:
+    """OpenSSH's first-use question for an unknown host key, on the terminal."""
+    with _ask_lock, (_active_pause[-1]() if _active_pause else nullcontext()):
+        err_console.print(f"The authenticity of {where} can't be established.\n"
+                          f"{key_type} key fingerprint is {fingerprint}.", markup=False)
+        return typer.confirm(f"Trust it and add it to {file}?", default=False, err=True)
+
+
+def install_first_use_prompt() -> None:
+    """Ask about unknown host keys only when a person is at a terminal (stdin and stderr)."""
+    from remote_sep.hosts.known_hosts import set_first_use_prompt
+
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    set_first_use_prompt(ask_first_use if interactive else None)
 
 
 def envelope(command: str, ok: bool, **body: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import typer
 
 import remote_sep
 from remote_payload.protocol import EXIT_CODES
+from remote_sep.cli.common import install_first_use_prompt
 
 # One compact line for --help; the README has the table with meanings.
 _EXIT_LINE = ", ".join(f"{code} {kind}" for kind, code in EXIT_CODES.items())
@@ -46,6 +47,7 @@ def _root(
 ) -> None:
     """Separate a sound source out of an audio file with SAM Audio on a remote GPU box over
     SSH, and bring the stems back."""
+    install_first_use_prompt()
 
 
 def build_command() -> Any:

@@ -11,7 +11,14 @@ import typer
 from rich.table import Table
 
 from remote_payload.manifest import DTYPES, FORMATS
-from remote_sep.cli.common import HostsOption, JsonOption, err_console, out_console, run_command
+from remote_sep.cli.common import (
+    HostsOption,
+    JsonOption,
+    err_console,
+    out_console,
+    run_command,
+    terminal_owner,
+)
 from remote_sep.errors import ConfigError
 
 HostOption = Annotated[str, typer.Option("--host", "-H", help="Host profile name ('local': here).")]
@@ -30,7 +37,7 @@ def _with_view(as_json: bool, action):
         return action(lambda kind, data: None, contextlib.nullcontext)
     from remote_sep.cli.job_view import LiveView
 
-    with LiveView(err_console) as view:
+    with LiveView(err_console) as view, terminal_owner(view.paused):
         return action(view, view.paused)
 
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +21,23 @@ from remote_sep.hosts.profile import HostProfile
 
 ENV_KNOWN_HOSTS = "REMOTE_SEP_KNOWN_HOSTS"
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+
+
+# (host label, key type, SHA256 fingerprint, known_hosts file) -> the user trusts it?
+FirstUsePrompt = Callable[[str, str, str, str], bool]
+_first_use_prompt: FirstUsePrompt | None = None
+
+
+def set_first_use_prompt(prompt: FirstUsePrompt | None) -> None:
+    """Trust on first use, like OpenSSH: the CLI installs a terminal question here (ssh/dial.py
+    asks it for an unknown key); with none (no terminal) an unknown key is refused. A CHANGED
+    key never reaches it."""
+    global _first_use_prompt
+    _first_use_prompt = prompt
+
+
+def first_use_prompt() -> FirstUsePrompt | None:
+    return _first_use_prompt
 
 
 class HostKey(NamedTuple):

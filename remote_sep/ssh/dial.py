@@ -45,10 +45,23 @@ MAX_PACKET = 255 * 1024  # what we let the server send per packet (OpenSSH's cap
 
 
 class _RejectUnknown(paramiko.RejectPolicy):
-    """RejectPolicy that keeps the key it refused, for the message."""
+    """RejectPolicy that keeps the key it refused, for the message; on a terminal it asks
+    first (the installed prompt) and, on yes, records the key and lets the connection on."""
+
+    def __init__(self, profile: HostProfile, label: str, host: str, port: int):
+        self.profile, self.label, self.host, self.port = profile, label, host, port
 
     def missing_host_key(self, client, hostname, key):
-        raise _UnknownKey(hostname, key)
+        prompt = known_hosts.first_use_prompt()
+        file = known_hosts.known_hosts_files(self.profile)[0]
+        where = f"{self.label} ({known_hosts.host_key_name(self.host, self.port)})"
+        if prompt is None or not prompt(where, key.get_name(), _fp(key), str(file)):
+            raise _UnknownKey(hostname, key)
+        record = HostProfile(name=self.profile.name, host=self.host, port=self.port,
+                             known_hosts=[str(file)])
+        known_hosts.add_known_host(file, record, known_hosts.HostKey(
+            key.get_name(), key.get_base64(), _fp(key)))
+        client.get_host_keys().add(hostname, key.get_name(), key)
 
 
 class _UnknownKey(paramiko.SSHException):
@@ -162,7 +175,7 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
     user, host, port, label = hop.user, hop.host, hop.port, hop.label
     client = paramiko.SSHClient()
     _load_known_hosts(client.get_host_keys(), known_hosts.known_hosts_files(profile))
-    client.set_missing_host_key_policy(_RejectUnknown())
+    client.set_missing_host_key_policy(_RejectUnknown(profile, label, host, port))
     # Like OpenSSH, a missing identity file is skipped (ssh_config often names defaults
     # that do not exist); it is named in the message if authentication then fails.
     wanted = [os.path.expanduser(k) for k in hop.keys]
