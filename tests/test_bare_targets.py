@@ -81,8 +81,8 @@ def test_hosts_check_on_a_bare_target_over_real_sshd(tmp_path):
 
 
 @pytest.mark.e2e
-def test_trust_on_first_use_on_a_terminal_never_for_a_changed_key(tmp_path):
-    from test_auto_bootstrap_e2e import run_in_terminal
+def test_trust_on_first_use_then_save_on_a_terminal_never_for_a_changed_key(tmp_path):
+    from terminal import converse
 
     remote_home = tmp_path / "remote-home"
     remote_home.mkdir()
@@ -99,21 +99,29 @@ def test_trust_on_first_use_on_a_terminal_never_for_a_changed_key(tmp_path):
             ["ssh-keygen", "-lf", str(server.host_key.with_suffix(".pub"))],
             capture_output=True, text=True, check=True).stdout.split()[1]
 
-        code, out = run_in_terminal(argv, env, answer="n", prompt="Trust it and add it")
+        code, out = converse(argv, env, [("Trust it and add it", "n")])
         assert code == 8 and fingerprint in out and not known.exists()
 
-        code, out = run_in_terminal(argv, env, answer="y", prompt="Trust it and add it")
+        hosts = laptop / ".config" / "remote-sep" / "hosts.yaml"
+        code, out = converse(argv, env, [("Trust it and add it", "y"),
+                                         ("as a host profile?", "n")])
         assert code == 0, out
         assert "reachable" in out and known.read_text() == server.known_hosts_line()
-        code, out = run_in_terminal(argv, env, answer="y", prompt="Trust it and add it")
-        assert code == 0 and "Trust it" not in out  # known now: asked once only
+        assert not hosts.exists()
+        code, out = converse(argv, env, [("as a host profile?", "y"), ("Profile name", "box")])
+        assert code == 0 and "Trust it" not in out, out  # known now: asked once only
+        assert "saved as 'box'" in out
+        saved = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check", "box", "--json"],
+                               capture_output=True, text=True, env=env,
+                               stdin=subprocess.DEVNULL, timeout=60)
+        assert saved.returncode == 0, saved.stdout + saved.stderr
 
         other = tmp_path / "other_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
                        check=True)
         blob = other.with_suffix(".pub").read_text().split()[1]
         known.write_text(f"[127.0.0.1]:{server.port} ssh-ed25519 {blob}\n")
-        code, out = run_in_terminal(argv, env, answer="y", prompt="Trust it and add it")
+        code, out = converse(argv, env, [("Trust it and add it", "y")])
         assert code == 8 and "CHANGED" in out and "Trust it" not in out
         assert blob in known.read_text()  # a prompt never replaces a changed key
     finally:

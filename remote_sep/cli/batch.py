@@ -15,7 +15,14 @@ from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
 from remote_sep.batch.plan import DEFAULT_TEMPLATE, plan_batch
 from remote_sep.cli.batch_view import LiveView, render_failures
-from remote_sep.cli.common import JsonOption, envelope, err_console, run_command, terminal_owner
+from remote_sep.cli.common import (
+    JsonOption,
+    envelope,
+    err_console,
+    offer_to_save,
+    run_command,
+    terminal_owner,
+)
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
 
@@ -93,6 +100,9 @@ def batch(
             report = run_batch(plan, fleet, settings, connect=connect, force=force,
                                on_tick=view.tick, options=WorkerOptions(ready=ready))
         _finish(report, as_json, command_line)
+        if not as_json:
+            for profile in fleet:
+                offer_to_save(profile, hosts_file)
         return None
 
     run_command("batch", as_json, action)

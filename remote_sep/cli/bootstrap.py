@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import platformdirs
 import typer
 
-from remote_sep.cli.common import HostsOption, JsonOption, YesOption, err_console, run_command
+from remote_sep.cli.common import (
+    HostsOption,
+    JsonOption,
+    YesOption,
+    err_console,
+    offer_to_save,
+    run_command,
+)
 from remote_sep.provision.token import find_local_token, prompt_token, token_origin
 
 NameArg = Annotated[str, typer.Argument(help="Host profile name (or an ssh_config alias).")]
@@ -89,6 +96,8 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
                               "nothing to do", markup=False)
         else:
             err_console.print(f"{name} is ready (plan {result.plan_hash[:12]})", markup=False)
+        if not dry_run:
+            offer_to_save(profile, hosts)
     return {"host": result.host, "plan_hash": result.plan_hash, "up_to_date": result.up_to_date,
             "dry_run": result.dry_run, "facts": result.facts, "torch": result.torch,
             "model": result.model, "steps": result.steps, "warnings": result.warnings}

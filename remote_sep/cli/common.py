@@ -69,6 +69,21 @@ def install_first_use_prompt() -> None:
     set_first_use_prompt(ask_first_use if interactive else None)
 
 
+def offer_to_save(profile: Any, hosts_file: Path | None) -> None:
+    """After a bare `user@host` target worked, offer (on a terminal) to save it as a profile,
+    as `remote-sep hosts add NAME user@host` would."""
+    if not getattr(profile, "bare", False) or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return
+    if not typer.confirm(f"Save {profile.name} as a host profile?", default=False, err=True):
+        return
+    from remote_sep import profiles
+
+    name = typer.prompt("Profile name", default=profile.host, err=True).strip()
+    saved = profiles.add_host(name, profile.name, hosts_file=hosts_file)
+    err_console.print(f"saved as '{name}' in {saved.source_file}; next time: --host {name}",
+                      markup=False, soft_wrap=True)
+
+
 def envelope(command: str, ok: bool, **body: Any) -> dict[str, Any]:
     """The versioned JSON result every command prints under --json."""
     return {"v": RESULT_VERSION, "command": command, "ok": ok, **body}

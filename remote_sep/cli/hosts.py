@@ -15,6 +15,7 @@ from remote_sep.cli.common import (
     JsonOption,
     YesOption,
     err_console,
+    offer_to_save,
     out_console,
     run_command,
 )
@@ -121,6 +122,7 @@ def check(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False)
         if not as_json:
             for line in describe(report):
                 out_console.print(line, markup=False, soft_wrap=True)
+            offer_to_save(profile, hosts)
         return report
 
     run_command("hosts check", as_json, action)

@@ -15,6 +15,7 @@ from remote_sep.cli.common import (
     HostsOption,
     JsonOption,
     err_console,
+    offer_to_save,
     out_console,
     run_command,
     terminal_owner,
@@ -98,6 +99,7 @@ def separate(
             provision=ready_options(yes=yes, pause=pause, say=lambda name, line: notify(
                 "status", {"message": line}))))
         if not as_json:
+            offer_to_save(profile, hosts)
             _print_outputs(result)
         return result
 
