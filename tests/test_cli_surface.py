@@ -101,3 +101,31 @@ def test_doctor_reports_each_part_with_its_fix(tmp_path):
     rows = _rows(body)
     assert code == 4 and rows["hosts.yaml"]["status"] == "fail"
     assert "hosts.yaml:4" in rows["hosts.yaml"]["detail"]
+
+
+def test_shell_completion_offers_hosts_and_job_ids(tmp_path):
+    home = tmp_path / "home"
+    (home / ".config" / "remote-sep").mkdir(parents=True)
+    (home / ".config" / "remote-sep" / "hosts.yaml").write_text(
+        "hosts:\n  gpu1:\n    host: 203.0.113.4\n  gpu2:\n    host: 203.0.113.5\n")
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "config").write_text("Host labbox\n  HostName 198.51.100.1\n")
+    jobs = tmp_path / "state" / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / "gpu1__20261201-aaaa.json").write_text("{}")
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        run = subprocess.run(
+            [sys.executable, "-c", MAIN], capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "REMOTE_SEP_STATE_DIR":
+                 str(tmp_path / "state"), "_REMOTE_SEP_COMPLETE": "complete_bash",
+                 "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)})
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    assert complete("remote-sep separate song.wav --host g") == ["gpu1", "gpu2"]
+    assert complete("remote-sep hosts check l") == ["labbox", "local"]
+    assert complete("remote-sep batch --hosts gpu1,g") == ["gpu1,gpu2"]
+    assert complete("remote-sep attach 2026") == ["20261201-aaaa"]
+    assert complete("remote-sep clean ") == ["gpu1", "gpu2", "labbox", "local"]

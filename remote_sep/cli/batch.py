@@ -31,13 +31,20 @@ def register(app: typer.Typer) -> None:
     app.command("batch")(batch)
 
 
+def complete_host_list(incomplete: str) -> list[str]:
+    from remote_sep.cli.complete import host_list
+
+    return host_list(incomplete)
+
+
 def batch(
     inputs: Annotated[list[str] | None, typer.Argument(
         help="Audio files, folders (searched recursively) or glob patterns.")] = None,
     desc: Annotated[list[str] | None, typer.Option(
         "--desc", "-d", help="What to separate (repeat for several).")] = None,
     host_names: Annotated[str, typer.Option(
-        "--hosts", "--host", help="Comma-separated host profile names, e.g. gpu1,gpu2.")
+        "--hosts", "--host", help="Comma-separated host profile names or user@host[:port] "
+        "targets, e.g. gpu1,gpu2.", autocompletion=complete_host_list)
     ] = "local",
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Output folder.")] = Path("."),
     name_template: Annotated[str, typer.Option(

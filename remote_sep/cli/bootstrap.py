@@ -14,6 +14,7 @@ import platformdirs
 import typer
 
 from remote_sep.cli.common import (
+    HostArg,
     HostsOption,
     JsonOption,
     YesOption,
@@ -23,7 +24,7 @@ from remote_sep.cli.common import (
 )
 from remote_sep.provision.token import find_local_token, prompt_token, token_origin
 
-NameArg = Annotated[str, typer.Argument(help="Host profile name (or an ssh_config alias).")]
+NameArg = HostArg
 
 
 def register(app: typer.Typer) -> None:

@@ -6,11 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from remote_sep.cli.common import HostsOption, JsonOption, err_console, out_console, run_command
+from remote_sep.cli.common import (
+    HostArg,
+    HostsOption,
+    JsonOption,
+    err_console,
+    out_console,
+    run_command,
+)
 
 
 def clean(
-    name: Annotated[str, typer.Argument(help="Host profile name.")],
+    name: HostArg,
     older_than: Annotated[str, typer.Option("--older-than", help=(
         "Only what is at least this old: a number with s, m, h or d (default 7d)."))] = "7d",
     cache: Annotated[bool, typer.Option("--cache", help=(

@@ -28,6 +28,23 @@ HostsOption = Annotated[
         help="hosts.yaml to use (default: the user config dir's remote-sep/hosts.yaml).",
     ),
 ]
+HostArg = Annotated[str, typer.Argument(
+    help="Host profile name, ssh_config alias, or user@host[:port].",
+    autocompletion=lambda incomplete: _complete("host_names", incomplete))]
+HostOption = Annotated[str, typer.Option(
+    "--host", "-H", help="Host profile name, ssh_config alias, or user@host[:port] "
+    "('local': here).", autocompletion=lambda incomplete: _complete("host_names", incomplete))]
+JobArg = Annotated[str, typer.Argument(
+    help="Job id (see `remote-sep jobs NAME`).",
+    autocompletion=lambda incomplete: _complete("job_ids", incomplete))]
+
+
+def _complete(which: str, incomplete: str) -> list[str]:
+    from remote_sep.cli import complete  # only when the shell asks
+
+    return getattr(complete, which)(incomplete)
+
+
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one machine-readable JSON result on stdout.")
 ]

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from remote_sep import profiles
 from remote_sep.cli.common import (
+    HostArg,
     HostsOption,
     JsonOption,
     YesOption,
@@ -27,7 +28,7 @@ hosts_app = typer.Typer(
     no_args_is_help=True,
 )
 
-NameArg = Annotated[str, typer.Argument(help="Host profile name (or an ssh_config alias).")]
+NameArg = HostArg
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ app = typer.Typer(
     # 2 is the argument parser's own (click): a missing or unknown option, printed as usage.
     epilog=f"Exit codes: 0 ok, 2 usage, {_EXIT_LINE}.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
 )
 

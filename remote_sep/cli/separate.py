@@ -12,7 +12,10 @@ from rich.table import Table
 
 from remote_payload.manifest import DTYPES, FORMATS
 from remote_sep.cli.common import (
+    HostArg,
+    HostOption,
     HostsOption,
+    JobArg,
     JsonOption,
     err_console,
     offer_to_save,
@@ -21,8 +24,6 @@ from remote_sep.cli.common import (
     terminal_owner,
 )
 from remote_sep.errors import ConfigError
-
-HostOption = Annotated[str, typer.Option("--host", "-H", help="Host profile name ('local': here).")]
 
 
 def _profile(name: str, hosts: Path | None):
@@ -107,7 +108,7 @@ def separate(
 
 
 def attach(
-    job: Annotated[str, typer.Argument(help="Job id (see `remote-sep jobs NAME`).")],
+    job: JobArg,
     host: HostOption,
     out: Annotated[str | None, typer.Option("--out", "-o", help=(
         "Output prefix (default: the names the job was started with, else JOB_<item>_<desc> "
@@ -132,7 +133,7 @@ def attach(
 
 
 def jobs(
-    name: Annotated[str, typer.Argument(help="Host profile name.")],
+    name: HostArg,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
 ) -> None:
