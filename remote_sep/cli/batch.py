@@ -60,6 +60,9 @@ def batch(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     fmt: Annotated[str, typer.Option("--format", help="wav|flac")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help=(
+        "Also write a <name>_preview.png per unit: spectrograms of input, target and "
+        "residual (needs the `preview` extra: matplotlib)."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap hosts that are not provisioned without asking."))] = False,
     hosts_file: Annotated[Path | None, typer.Option(
@@ -79,6 +82,9 @@ def batch(
     command_line = _resume_command()
 
     def action() -> dict[str, Any] | None:
+        if preview:
+            from remote_sep.cli.preview import require_matplotlib
+            require_matplotlib()
         if fmt not in FORMATS:
             raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
         settings: dict[str, Any] = {"format": fmt}
@@ -106,6 +112,8 @@ def batch(
             ready = ready_options(yes=yes, pause=view.paused, say=say, model=model)
             report = run_batch(plan, fleet, settings, connect=connect, force=force,
                                on_tick=view.tick, options=WorkerOptions(ready=ready))
+        if preview:
+            _previews(report)
         _finish(report, as_json, command_line)
         if not as_json:
             for profile in fleet:
@@ -113,6 +121,18 @@ def batch(
         return None
 
     run_command("batch", as_json, action)
+
+
+def _previews(report: BatchReport) -> None:
+    """One preview per unit delivered by this run or an earlier one (its outputs exist)."""
+    from remote_sep.cli.preview import previews_for
+
+    for item in report.items:
+        paths = {role: out["path"] for role, out in item["outputs"].items()}
+        if item["status"] in ("done", "skipped") and all(Path(p).exists() for p in paths.values()):
+            item["previews"] = [str(p) for p in previews_for(
+                Path(item["input"]), [{"description": item["description"], **paths}],
+                item.get("host") or "batch")]
 
 
 def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:

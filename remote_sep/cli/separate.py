@@ -48,6 +48,8 @@ def _print_outputs(result: dict[str, Any]) -> None:
         for kind in ("target", "residual"):
             if kind in entry:
                 out_console.print(entry[kind], markup=False, highlight=False, soft_wrap=True)
+    for png in result.get("previews", []):
+        out_console.print(png, markup=False, highlight=False, soft_wrap=True)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
 
@@ -70,6 +72,9 @@ def separate(
         "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help=(
+        "Also write PREFIX_preview.png: spectrograms of input, target and residual "
+        "(needs the `preview` extra: matplotlib)."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
@@ -86,6 +91,9 @@ def separate(
 
     def action() -> dict[str, Any]:
         check_inputs(audio.expanduser(), desc)  # the user's own mistakes first
+        if preview:
+            from remote_sep.cli.preview import require_matplotlib
+            require_matplotlib()
         if fmt not in FORMATS:
             raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
         if steps is not None and steps < 1:
@@ -99,6 +107,10 @@ def separate(
             audio, profile, opts, notify,
             provision=ready_options(yes=yes, pause=pause, say=lambda name, line: notify(
                 "status", {"message": line}))))
+        if preview:
+            from remote_sep.cli.preview import previews_for
+            result["previews"] = [str(p) for p in previews_for(
+                audio.expanduser(), result["outputs"], profile.name)]
         if not as_json:
             offer_to_save(profile, hosts)
             _print_outputs(result)
