@@ -70,3 +70,28 @@ def test_preview_without_matplotlib_is_refused_before_anything_runs(tmp_path):
                           "--host", "nowhere-host", "--preview", "--json"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 4 and "matplotlib" in run.stdout and "preview" in run.stdout
+
+
+@pytest.mark.e2e
+def test_batch_preview_one_png_per_unit(tmp_path, monkeypatch):
+    import json
+
+    from batch_helpers import make_songs, write_hosts_file
+    from conftest import TESTS
+    from typer.testing import CliRunner
+
+    from remote_sep.cli.main import app
+
+    monkeypatch.setenv("REMOTE_SEP_STATE_DIR", str(tmp_path / "state"))
+    make_songs(tmp_path / "in", 2)
+    hosts_file = write_hosts_file(tmp_path / "hosts.yaml", {"local": {
+        "path": str(tmp_path / "remote-local"), "python": sys.executable,
+        "env": {"PYTHONPATH": str(TESTS / "standins")}}})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "batch", str(tmp_path / "in"), "-d", "vocals", "--hosts", "local", "--preview",
+        "--hosts-file", str(hosts_file), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)["result"]["items"]
+    pngs = sorted(p.name for p in out.glob("*_preview.png"))
+    assert len(pngs) == 2 and all(len(item["previews"]) == 1 for item in items)
