@@ -366,11 +366,13 @@ class HostWorker(threading.Thread):
 
         def done(unit: Unit, shas: dict[str, str]) -> None:
             seconds = claimed.pop(unit.key).get("seconds")
-            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
+            # Delivered (verified, renamed) even if the state cannot be saved (disk full):
+            # the report says so; a rerun pulls it again from the worker's job.
             self.queue.complete(unit.key, self.host_name, shas, seconds)
             self.status.done += 1
             self.status.busy_seconds += float(seconds or 0)
             self._forget(job, unit)
+            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
 
         try:
             job.pull_many([(job.items[e["item"]], e.get("outputs") or {})

@@ -169,3 +169,67 @@ def test_a_folder_as_the_audio_says_so(tmp_path):
                           "--hosts", local_hosts(tmp_path))
     assert (result.exit_code, body["error"]["kind"]) == (EXIT_CODES["bad_audio"], "bad_audio")
     assert "is a directory" in body["error"]["message"]
+
+
+# --- batch ------------------------------------------------------------------------------
+def batch_argv(tmp_path: Path, hosts: Path, out: Path, *extra: str) -> list[str]:
+    return ["batch", str(tmp_path / "in"), "-d", "vocals", "--hosts", "gpu",
+            "--hosts-file", str(hosts), "-o", str(out), "--json", *extra]
+
+
+def test_batch_refuses_an_unwritable_out_dir_before_anything_runs(ssh_server, tmp_path):
+    from batch_helpers import make_songs
+
+    make_songs(tmp_path / "in", 2, seconds=0.2)
+    hosts = sshd_hosts(tmp_path, ssh_server)
+    long_name = "{stem}_" + "x" * 240 + "_{role}.{ext}"
+    with mounts.read_only(tmp_path / "ro") as ro:
+        for out, extra, reason in [(ro, (), "Read-only file system"),
+                                   (ro / "sub", (), "Read-only file system"),
+                                   (tmp_path / "out", ("--name-template", long_name),
+                                    "File name too long")]:
+            result = CliRunner().invoke(app, batch_argv(tmp_path, hosts, out, *extra))
+            assert result.exit_code == EXIT_CODES["output_unwritable"], result.output
+            body = json.loads(result.stdout)
+            assert body["error"]["kind"] == "output_unwritable"
+            assert reason in body["error"]["message"] and "--out-dir" in body["error"]["hint"]
+        assert os.listdir(ro) == []
+    assert not (tmp_path / "remote" / "jobs").exists()  # no worker was started
+
+
+@pytest.mark.timeout(120)  # the batch must end, not reconnect forever
+def test_batch_stops_when_the_local_disk_fills_and_a_rerun_resumes(ssh_server, tmp_path):
+    from batch_helpers import check_outputs, make_songs
+
+    make_songs(tmp_path / "in", 6)  # 0.5 s mono: 16 KB per output, 12 outputs
+    hosts = sshd_hosts(tmp_path, ssh_server)
+    with mounts.small_disk(tmp_path / "out", "100k") as out:  # room for about 2 units
+        argv = batch_argv(tmp_path, hosts, out)
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == EXIT_CODES["disk_full"], result.output
+        body = json.loads(result.stdout)
+        error = body["error"]
+        assert error["kind"] == "disk_full" and "the batch stopped" in error["message"]
+        assert "run the same command again" in error["hint"] and "remote-sep" in error["hint"]
+        items = body["result"]["items"]
+        delivered = [i for i in items if i["status"] == "done"]
+        assert 1 <= len(delivered) < 6
+        assert {i["status"] for i in items} <= {"done", "queued", "running"}
+        # Every file under a final name is a whole output the worker made; no temp left.
+        made = {o["sha256"] for job in (tmp_path / "remote" / "jobs").iterdir()
+                for line in (job / "events.jsonl").read_text().splitlines()
+                if (event := json.loads(line))["event"] == "item_done"
+                for o in event["outputs"].values()}
+        present = {p.name for p in out.iterdir()} - {".remote-sep-batch.json"}
+        assert present >= {Path(o["path"]).name for i in delivered
+                           for o in i["outputs"].values()}
+        for name in present:
+            assert sha256(out / name) in made and sf.info(str(out / name)).frames == 8000
+        # Room again: the same command resumes and delivers the rest, all verified.
+        mounts.grow(out, "4m")
+        again = CliRunner().invoke(app, argv)
+        assert again.exit_code == 0, again.output
+        items = json.loads(again.stdout)["result"]["items"]
+        # (the unit whose state save found the disk full is pulled again, not rerun)
+        assert sum(i["status"] == "skipped" for i in items) >= len(delivered) - 1
+        check_outputs(out, items, 6)
