@@ -60,12 +60,27 @@ def test_separates_link_gives_up_on_a_flapping_link(tmp_path, ssh_server):
 
 
 def test_batch_host_leaves_a_flapping_link_within_give_up_s(tmp_path, ssh_server):
+    """The worker job starts on a good link; then every reconnect flaps. The host thread
+    must not count each successful connect as a fresh start."""
     make_songs(tmp_path / "in", 2, seconds=0.2)
-    _, profiles = fleet(tmp_path, {"gpu": ssh_server})
+    _, profiles = fleet(tmp_path, {"gpu": ssh_server}, SAM_STANDIN_SECONDS_PER_SECOND="20")
     plan = plan_batch([str(tmp_path / "in")], ["vocals"], tmp_path / "out")
-    options = WorkerOptions(backoff=(0.05, 0.1), give_up_s=2.0)
+    flapping, first = dropped_at_once(ssh_server), []
+
+    def good_then_flapping(profile):
+        if not first:
+            first.append(True)
+            return connect(profile)
+        return flapping(profile)
+
+    options = WorkerOptions(backoff=(0.05, 0.1), give_up_s=2.0, close_wait_s=0.5)
     thread, box = in_thread(lambda: run_batch(plan, profiles, {}, options=options,
-                                              connect=dropped_at_once(ssh_server)))
+                                              connect=good_then_flapping))
+    jobs = tmp_path / "remote-gpu" / "jobs"
+    deadline = time.monotonic() + 30
+    while not list(jobs.glob("*/events.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the worker job is started
+    ssh_server.drop_links()
     thread.join(30)
     assert not thread.is_alive(), "the host thread kept reconnecting to a flapping link"
     report = box["value"]
