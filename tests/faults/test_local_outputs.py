@@ -125,15 +125,8 @@ def test_out_naming_a_folder_puts_the_outputs_inside(tmp_path):
     assert local_prefixes(audio, ["a", "b"], str(tmp_path / "existing")) == [
         tmp_path / "existing" / "song_a", tmp_path / "existing" / "song_b"]
     assert local_prefixes(audio, ["a"], str(tmp_path / "p")) == [tmp_path / "p"]
-    hosts = local_hosts(tmp_path)
-    audio.parent.mkdir()
-    make_audio(audio, seconds=0.2)
-    result, body = invoke("separate", audio, "--desc", "bass", "--out",
-                          f"{tmp_path / 'new'}/", "--host", "local", "--hosts", hosts)
-    assert result.exit_code == 0, result.output
-    assert Path(body["result"]["outputs"][0]["target"]) == tmp_path / "new" / "song_bass_target.wav"
-    assert sha256(tmp_path / "new" / "song_bass_residual.wav") == \
-        body["result"]["outputs"][0]["residual_sha256"]
+    assert local_prefixes(Path("in/song.wav"), ["a"], None) == [
+        Path.cwd() / "in" / "song_a"]  # absolute: the job record names the same files
 
 
 def test_attach_after_a_relative_out_writes_where_separate_would_have(tmp_path, monkeypatch):
@@ -144,7 +137,7 @@ def test_attach_after_a_relative_out_writes_where_separate_would_have(tmp_path, 
     profile = get_profile("local", local_hosts(tmp_path, SAM_STANDIN_SECONDS_PER_SECOND="0.5"))
     (tmp_path / "first").mkdir()
     (tmp_path / "elsewhere").mkdir()
-    audio = make_audio(tmp_path / "a.wav", seconds=2)
+    audio = make_audio(tmp_path / "a.wav", seconds=1.5)
 
     def ctrl_c_on_first_chunk(kind: str, data: dict) -> None:
         if kind == "event" and data.get("event") == "chunk":
