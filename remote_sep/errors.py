@@ -16,6 +16,7 @@ class RemoteSepError(Exception):
     """A failure the user can act on: one clear message, one exit code."""
 
     kind = "internal"
+    local = False  # True: a write on THIS machine failed (local_write_error), not the host
 
     def __init__(self, message: str, *, hint: str | None = None, kind: str | None = None):
         super().__init__(message)
@@ -91,11 +92,15 @@ def local_write_error(exc: OSError, path: str | os.PathLike[str],
     (then it is not the output's fault). A local write error is never a link error: a
     reconnect cannot fix it."""
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    error: RemoteSepError
     if exc.errno in _DISK_FULL:
-        return DiskFull(f"the local disk is full: cannot write {path} ({reason})", hint=hint)
-    if exc.errno in _UNWRITABLE:
-        return OutputUnwritable(f"cannot write {path}: {reason}", hint=hint)
-    return None
+        error = DiskFull(f"the local disk is full: cannot write {path} ({reason})", hint=hint)
+    elif exc.errno in _UNWRITABLE:
+        error = OutputUnwritable(f"cannot write {path}: {reason}", hint=hint)
+    else:
+        return None
+    error.local = True
+    return error
 
 
 class JobFailed(RemoteSepError):

@@ -3,6 +3,10 @@ host pulling from one shared WorkQueue -> a report with one result per unit.
 
 Ctrl-C: the first press drains (no new units; running ones finish and are pulled), the
 second detaches at once (remote workers run on; rerunning the batch resumes).
+
+Local outputs: the output folders are checked writable before any host is contacted; a
+local write error mid-batch (disk full, read-only) stops every host, tells the remote
+workers to finish what runs and exit, and reports what was delivered (rerun: resume).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from remote_sep.batch.host_worker import HostWorker, WorkerOptions
 from remote_sep.batch.plan import BatchPlan, Unit
 from remote_sep.batch.queue import DONE, FAILED, QUEUED, RUNNING, SKIPPED, WorkQueue
 from remote_sep.batch.state import BatchState, unit_fingerprint
-from remote_sep.errors import OutputExists
+from remote_sep.errors import OutputExists, RemoteSepError
 from remote_sep.hosts.base import sha256_file
 from remote_sep.hosts.profile import HostProfile
+from remote_sep.jobs.outputs import check_writable
 
 
 @dataclass
@@ -46,6 +51,8 @@ class BatchReport:
     detached: bool = False
     state_file: str = ""
     hints: list[str] = field(default_factory=list)  # what to do about hosts that failed
+    # What stopped the whole batch (a local write error): {kind, message, hint}.
+    error: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -53,7 +60,8 @@ class BatchReport:
 
     @property
     def ok(self) -> bool:
-        return not self.detached and all(i["status"] in (DONE, SKIPPED) for i in self.items)
+        return not self.detached and self.error is None and all(
+            i["status"] in (DONE, SKIPPED) for i in self.items)
 
 
 def run_batch(
@@ -79,6 +87,11 @@ def run_batch(
         if not force and state.is_done(unit, fingerprints[unit.key]):
             queue.skip(unit.key)
             queue.results[unit.key].outputs = dict(state.done[unit.key]["outputs"])
+    to_write = [path for unit in plan.units if queue.results[unit.key].status != SKIPPED
+                for path in unit.outputs.values()]
+    if to_write:  # before the exists() checks below: they raise on a name too long
+        check_writable([*to_write, state.path],
+                       hint="pick another --out-dir (a folder you can write)")
     if not force:
         _refuse_foreign_outputs(plan, queue, state)
     stop = threading.Event()
@@ -97,11 +110,29 @@ def run_batch(
                     break
             for worker in workers:
                 worker.join(timeout=1.0 if stop.is_set() else None)
-            if not stop.is_set():
+            if not stop.is_set() or _local_error(workers) is not None:
                 _close_leftovers(workers, (options or WorkerOptions()).close_wait_s)
     if on_tick is not None:
         on_tick(run)
-    return _report(plan, queue, workers, state, detached=stop.is_set())
+    error = _local_error(workers)
+    report = _report(plan, queue, workers, state, detached=stop.is_set() and error is None)
+    if error is not None:
+        report.error = {"kind": error.kind, "message": error.message, "hint": LOCAL_HINTS.get(
+            error.kind, "fix the output folder, then run the same command again: it resumes")}
+    return report
+
+
+# What to do once a local write stopped the batch (the CLI adds the command to rerun).
+LOCAL_HINTS = {
+    "disk_full": "free space on this machine (or pick another --out-dir), then run the same "
+                 "command again: it resumes",
+    "output_unwritable": "make the output folder writable (or shorten --name-template), then "
+                         "run the same command again: it resumes",
+}
+
+
+def _local_error(workers: list[HostWorker]) -> RemoteSepError | None:
+    return next((w.local_error for w in workers if w.local_error is not None), None)
 
 
 def _close_leftovers(workers: list[HostWorker], wait_s: float) -> None:

@@ -8,8 +8,12 @@ rename), then reports to the shared WorkQueue.
 
 Failures: a link error reconnects with back-off; beyond ``retry_budget`` consecutive
 failures the host's unfinished units go back to the shared queue, but the thread keeps
-trying (slowly) so that outputs its worker finished meanwhile are still pulled. A worker
+trying (slowly) so that outputs its worker finished meanwhile are still pulled. Failures
+count as consecutive until the host gets work done again (or its link stays up for
+STABLE_LINK_S): a link that connects and drops at once leaves after ``give_up_s``. A worker
 that dies is restarted once per ``max_restarts``; its unfinished units are released.
+A local write error (this machine's disk full, an unwritable output) stops the whole batch:
+no host can fix it, and a reconnect would only retry the same write.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ FATAL_HOST_ERRORS = (AuthFailed, HostKeyError, NotProvisioned, ConfigError)
 # ... and the kinds of a failed automatic bootstrap (rerunning it would fail alike).
 FATAL_HOST_KINDS = {"auth", "host_key", "not_provisioned", "bad_config", "gated", "no_gpu",
                     "unknown_model", "disk_full"}
+STABLE_LINK_S = 10.0  # a connection that lasted this long was not a flapping one
 
 
 class HostWorker(threading.Thread):
@@ -59,6 +64,8 @@ class HostWorker(threading.Thread):
         self.opts = options or WorkerOptions()
         self.status = HostStatus(profile.name)
         self.job: WorkerJob | None = None
+        self.local_error: RemoteSepError | None = None  # set: it stopped the batch
+        self._progress = 0  # events handled, bundles sent, units pulled
         self.fleet_size = fleet_size
         self._restarts = 0
         self._link_s = Ewma()  # seconds per upload bundle (round trips + bytes)
@@ -74,12 +81,14 @@ class HostWorker(threading.Thread):
 
     def run(self) -> None:
         failures, released, failing_since = 0, False, 0.0
+        progress_seen, connected_at = 0, None
         while not self.stop.is_set():
             if self.queue.all_settled() and (released or not self._waiting()):
                 break
-            host = None
+            host, connected_at = None, None
             try:
                 host = self.connect_fn(self.profile)
+                connected_at = time.monotonic()
                 if self.job is None:
                     self.status.state = "loading"
                     self._recover(host)
@@ -89,7 +98,6 @@ class HostWorker(threading.Thread):
                                                self.input_shas, job_id, self._provision())
                 else:
                     self.job.host = host
-                failures, released = 0, False
                 self.status.state, self.status.message = "running", None
                 self._pump()
                 if not self.stop.is_set():
@@ -107,9 +115,17 @@ class HostWorker(threading.Thread):
                     self._give_up(str(exc), "job_failed")
                     return
             except Exception as exc:  # link errors: EOF, socket, SSH, transfer
+                if isinstance(exc, RemoteSepError) and exc.local:
+                    self._stop_batch(exc)
+                    return
                 if isinstance(exc, RemoteSepError) and exc.kind in FATAL_HOST_KINDS:
                     self._give_up(str(exc).splitlines()[0], exc.kind, exc.hint)
                     return  # e.g. a bootstrap that failed on the gated check
+                # Not on every connect: a link that drops at once must not reset the count.
+                if self._progress != progress_seen or (
+                        connected_at is not None
+                        and time.monotonic() - connected_at >= STABLE_LINK_S):
+                    failures, released, progress_seen = 0, False, self._progress
                 failures += 1
                 failing_since = failing_since if failures > 1 else time.monotonic()
                 self.status.message = _short(exc)
@@ -175,6 +191,14 @@ class HostWorker(threading.Thread):
         self.status.current, self.status.chunk = None, None
         self.queue.release(self.host_name)
 
+    def _stop_batch(self, exc: RemoteSepError) -> None:
+        """This machine cannot take the outputs: stop every host now (the fleet then tells
+        the remote workers to finish what runs and exit); a rerun resumes."""
+        self.local_error = exc
+        self._give_up(exc.message, exc.kind, exc.hint)
+        self.queue.drain()
+        self.stop.set()
+
     def _waiting(self) -> bool:
         """Does our worker still hold units nobody has finished?"""
         if self.job is None:
@@ -228,6 +252,7 @@ class HostWorker(threading.Thread):
                 events = job.handle_backlog(self._on_event, self._pull_many)
                 if events:
                     quiet_since = time.monotonic()
+                    self._progress += 1
                 if self.queue.all_settled() and not self._waiting():
                     return
                 if job.ended:
@@ -301,6 +326,7 @@ class HostWorker(threading.Thread):
                 for unit in units:  # if the bundle did land, its results are still pulled
                     self.queue.give_back(unit.key, self.host_name)
                 raise
+            self._progress += 1
             self.state.mark_sent_many([(u, self.fingerprints[u.key], i)
                                        for u, i in zip(units, items, strict=True)],
                                       self.host_name, job.job_id)
@@ -340,11 +366,13 @@ class HostWorker(threading.Thread):
 
         def done(unit: Unit, shas: dict[str, str]) -> None:
             seconds = claimed.pop(unit.key).get("seconds")
-            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
+            # Delivered (verified, renamed) even if the state cannot be saved (disk full):
+            # the report says so; a rerun pulls it again from the worker's job.
             self.queue.complete(unit.key, self.host_name, shas, seconds)
             self.status.done += 1
             self.status.busy_seconds += float(seconds or 0)
             self._forget(job, unit)
+            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
 
         try:
             job.pull_many([(job.items[e["item"]], e.get("outputs") or {})

@@ -14,6 +14,7 @@ Round trips are what a slow link costs, so every step moves many units at once:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -33,6 +34,7 @@ from remote_sep.errors import TransferError
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import quote
 from remote_sep.jobs import layout
+from remote_sep.jobs.outputs import local_error
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
@@ -292,7 +294,10 @@ class WorkerJob:
         shas = {}
         for role, remote, _, sha in files:
             local = unit.outputs[role]
-            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                local.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise local_error(exc, local.parent) from None
             shas[role] = self.host.get_file(remote, local, expected_sha256=sha)
         return shas
 
@@ -359,11 +364,14 @@ def _write_verified(local: Path, data: bytes, expected: str | None, what: str) -
     if not expected or got != expected.lower():  # the payload always records one
         raise TransferError(f"{what} arrived with sha256 {got}, expected {expected}; the file "
                             "was not written", hint="run the command again to retry the pull")
-    local.parent.mkdir(parents=True, exist_ok=True)
     tmp = local.with_name(f".{local.name}.part-{secrets.token_hex(4)}")
     try:
+        local.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, local)
+    except OSError as exc:  # this machine's disk or folder: not a link error
+        raise local_error(exc, local) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # fails itself on a name too long
+            tmp.unlink(missing_ok=True)
     return got

@@ -137,8 +137,13 @@ def _previews(report: BatchReport) -> None:
 
 def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
     """Print the per-unit results (JSON) or a summary; exit by the worst outcome."""
-    kind = None
-    if report.detached or any(i["status"] in ("queued", "running") for i in report.items):
+    kind, stopped = None, report.error
+    if stopped is not None:  # a local write error stopped every host
+        kind = stopped["kind"]
+        stopped = {**stopped, "message": f"{stopped['message']}; the batch stopped: "
+                                         f"{_summary(report)}",
+                   "hint": f"{stopped['hint']}:\n  {command_line}"}
+    elif report.detached or any(i["status"] in ("queued", "running") for i in report.items):
         kind = "interrupted"
     elif report.failed:
         kinds = {item["kind"] for item in report.failed}
@@ -151,16 +156,20 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
             "state_file": report.state_file})
         if kind:
             body["exit_code"] = exit_code_for(kind)
-            body["error"] = {"kind": kind, "message": _summary(report),
-                             "hint": "; ".join(report.hints) or None}
+            body["error"] = stopped or {"kind": kind, "message": _summary(report),
+                                        "hint": "; ".join(report.hints) or None}
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
     else:
         table = render_failures(report)
         if table is not None:
             err_console.print(table)
-        err_console.print(_summary(report), markup=False)
-        for hint in report.hints:
-            err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
+        if stopped is not None:
+            err_console.print(f"error: {stopped['message']}", markup=False, soft_wrap=True)
+            err_console.print(f"  hint: {stopped['hint']}", markup=False, soft_wrap=True)
+        else:
+            err_console.print(_summary(report), markup=False)
+            for hint in report.hints:
+                err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
         if kind == "interrupted":
             done = ("detached; the remote workers finish what they hold." if report.detached
                     else "stopped after the running units; the others were not run.")

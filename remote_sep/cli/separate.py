@@ -61,7 +61,8 @@ def separate(
     host: HostOption,
     out: Annotated[str | None, typer.Option("--out", "-o", help=(
         "Output prefix: writes PREFIX_target.EXT and PREFIX_residual.EXT (default: "
-        "<input stem>_<description> next to the input)."))] = None,
+        "<input stem>_<description> next to the input). DIR/ or an existing folder: "
+        "DIR/<input stem>_<description>."))] = None,
     model: Annotated[str | None, typer.Option(help=(
         "small | base | large (+ -tv), a Hub id or a local dir on the host."))] = None,
     dtype: Annotated[str | None, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = None,
@@ -124,7 +125,8 @@ def attach(
     host: HostOption,
     out: Annotated[str | None, typer.Option("--out", "-o", help=(
         "Output prefix (default: the names the job was started with, else JOB_<item>_<desc> "
-        "in the current folder)."))] = None,
+        "in the current folder). DIR/ or an existing folder: those names, inside DIR."))
+    ] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite existing files at the --out names.")] = False,
     hosts: HostsOption = None,

@@ -15,11 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remote_sep.errors import AuthFailed, HostKeyError, JobFailed, RemoteSepError, Unreachable
+from remote_sep.errors import (
+    AuthFailed,
+    HostKeyError,
+    JobFailed,
+    RemoteSepError,
+    Unreachable,
+    local_write_error,
+)
 from remote_sep.hosts.base import sha256_file
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.jobs import records
 from remote_sep.jobs.layout import Cursor, JobPaths, Poll, poll_events, stderr_tail
+from remote_sep.jobs.outputs import local_error
 
 Notify = Callable[[str, dict[str, Any]], None]
 T = TypeVar("T")
@@ -51,6 +59,8 @@ def is_link_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
         return False
+    if isinstance(exc, OSError) and local_write_error(exc, "") is not None:
+        return False  # a full or read-only disk here: a reconnect cannot fix it
     if isinstance(exc, RemoteSepError):
         # A command cut off by the link has no exit status (paramiko reports -1).
         result = getattr(exc, "result", None)
@@ -58,6 +68,11 @@ def is_link_error(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return True
     return type(exc).__module__.split(".")[0] == "paramiko"
+
+
+def _name(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def default_connect(profile: HostProfile):
@@ -68,7 +83,10 @@ def default_connect(profile: HostProfile):
 
 class Link:
     """The current connection to one host; ``call`` retries an idempotent action after
-    reconnecting with exponential back-off, within a bounded time budget."""
+    reconnecting with exponential back-off, within a bounded time budget per call. The
+    budget counts from the call's first link error and also holds across reconnects that
+    succeed: a link that comes up and drops again at once (flapping) gives up, it does
+    not reconnect forever."""
 
     def __init__(self, profile: HostProfile, connect: Callable[[HostProfile], Any] | None = None,
                  *, notify: Notify = _quiet, budget_s: float | None = None):
@@ -87,6 +105,7 @@ class Link:
 
     def call(self, action: Callable[[Any], T]) -> T:
         deadline: float | None = None
+        delay = 0.5
         while True:
             try:
                 return action(self.host)
@@ -95,6 +114,14 @@ class Link:
                     raise
                 if deadline is None:
                     deadline = time.monotonic() + self.budget_s
+                else:  # it failed again right after a reconnect that worked: back off
+                    if time.monotonic() + delay > deadline:
+                        self._drop()
+                        raise Unreachable(
+                            f"the link to {self.profile.name} keeps dropping: gave up after "
+                            f"{self.budget_s:.0f} s of reconnects ({_name(exc)})") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 8.0)
                 self._reconnect(deadline, exc)
 
     def _reconnect(self, deadline: float, cause: BaseException) -> None:
@@ -173,7 +200,10 @@ def pull_outputs(link: Link, record: records.JobRecord, event: dict[str, Any],
                     notify("transfer", {"name": local.name, "done": done, "total": total})
                 return host.get_file(remote, local, expected_sha256=sha, progress=progress)
 
-            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                local.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise local_error(exc, local.parent) from None
             sha = link.call(fetch)
             record.pulled[str(local)] = sha
             records.save(record)

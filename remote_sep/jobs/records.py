@@ -54,6 +54,9 @@ def record_path(host: str, job_id: str) -> Path:
 
 
 def save(record: JobRecord) -> Path:
+    # Absolute, so `attach` from another folder writes where the first command would have.
+    record.prefixes = {key: str(Path(prefix).expanduser().absolute())
+                       for key, prefix in record.prefixes.items()}
     path = record_path(record.host, record.job_id)
     return write_text_atomic(path, json.dumps(asdict(record), ensure_ascii=False, indent=1))
 

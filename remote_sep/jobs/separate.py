@@ -26,7 +26,7 @@ from remote_sep.errors import (
 )
 from remote_sep.hosts.base import sha256_file
 from remote_sep.hosts.profile import HostProfile
-from remote_sep.jobs import records
+from remote_sep.jobs import outputs, records
 from remote_sep.jobs.follow import OUTPUT_KINDS, Link, Notify, _quiet, follow_job
 from remote_sep.jobs.layout import (
     Cursor,
@@ -63,14 +63,16 @@ def slug(text: str, limit: int = 40) -> str:
 
 
 def local_prefixes(audio: Path, descriptions: list[str], out: str | None) -> list[Path]:
-    """One output prefix per description: --out as given (suffixed by the description when
-    there are several), else ``<stem>_<desc-slug>`` next to the input."""
-    if out:
-        base = Path(out).expanduser()
+    """One absolute output prefix per description: --out as given (suffixed by the
+    description when there are several); `--out DIR/` or an existing folder:
+    ``DIR/<stem>_<desc-slug>``; else ``<stem>_<desc-slug>`` next to the input."""
+    if out and not outputs.names_a_folder(out):
+        base = outputs.absolute(out)
         if len(descriptions) == 1:
             return [base]
         return [base.with_name(f"{base.name}_{slug(d)}") for d in descriptions]
-    return [audio.with_name(f"{audio.stem}_{slug(d)}") for d in descriptions]
+    folder = outputs.absolute(out) if out else outputs.absolute(audio).parent
+    return [folder / f"{audio.stem}_{slug(d)}" for d in descriptions]
 
 
 def output_paths(prefix: Path, ext: str) -> list[Path]:
@@ -78,6 +80,9 @@ def output_paths(prefix: Path, ext: str) -> list[Path]:
 
 
 def check_audio(audio: Path) -> soundfile._SoundFileInfo:
+    if audio.is_dir():
+        raise BadAudio(f"{audio} is a directory, not an audio file",
+                       hint="give one file (`remote-sep batch` takes folders)")
     if not audio.is_file():
         raise BadAudio(f"audio file not found: {audio}")
     try:
@@ -127,9 +132,11 @@ def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
     prefixes = local_prefixes(audio, descriptions, opts.out)
     if len(set(prefixes)) != len(prefixes):
         raise ConfigError("two descriptions give the same output name; use distinct --desc")
+    files = [p for prefix in prefixes for p in output_paths(prefix, settings.extension)]
+    # Before the exists check: exists() itself raises on a name too long.
+    outputs.check_writable(files, hint="pick a folder you can write with --out DIR/")
     if not opts.force:
-        existing = [p for prefix in prefixes for p in output_paths(prefix, settings.extension)
-                    if p.exists()]
+        existing = [p for p in files if p.exists()]
         if existing:
             raise OutputExists(f"output exists: {existing[0]}",
                                hint="pass --force to overwrite, or --out to pick another name")
@@ -186,7 +193,11 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         result = follow_job(link, record, cursor, notify, first_poll=first)
     except KeyboardInterrupt:
         raise _detached(profile, record) from None
-    except Unreachable as exc:
+    except RemoteSepError as exc:
+        if exc.local and record is not None:
+            raise _pull_stopped(exc, record, profile) from None
+        if not isinstance(exc, Unreachable):
+            raise
         if record is not None:
             state = "keeps running" if record.pid else "may have started"
             exc.hint = (f"job {record.job_id} {state} on the host; pick it up with: "
@@ -214,16 +225,22 @@ def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
     record = records.load(profile.name, job_id)
     link = Link(profile, connect, notify=notify)
     try:
-        if record is None or out:
+        renamed = record is None or bool(out)
+        if renamed:
             record = _record_from_remote(link, profile, job_id, out, record)
-            if not force:
-                _refuse_foreign_outputs(record)
+        _check_writable(record)  # before exists() below: it raises on a name too long
+        if renamed and not force:
+            _refuse_foreign_outputs(record)
         if record.pid is None:
             record.pid = link.call(lambda h: read_pid(h, JobPaths(record.base, job_id)))
         records.save(record)
         result = follow_job(link, record, Cursor(), notify)
     except KeyboardInterrupt:
         raise _detached(profile, record) from None
+    except RemoteSepError as exc:
+        if exc.local and record is not None:
+            raise _pull_stopped(exc, record, profile) from None
+        raise
     finally:
         link.close()
     return _result(record, result, started, link)
@@ -249,14 +266,24 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
         for k, desc in enumerate(item.descriptions):
             key = records.output_key(item.id, k)
             record.descriptions[key] = desc
-            if out:
-                base = Path(out).expanduser()
+            if out and outputs.names_a_folder(out):  # same names, in that folder
+                name = Path(record.prefixes[key]).name if key in record.prefixes \
+                    else f"{job_id}_{item.id}_{slug(desc)}"
+                record.prefixes[key] = str(outputs.absolute(out) / name)
+            elif out:
+                base = outputs.absolute(out)
                 tag = "_".join(([item.id] if several else [])
                                + ([slug(desc)] if len(item.descriptions) > 1 else []))
                 record.prefixes[key] = str(base.with_name(f"{base.name}_{tag}") if tag else base)
             elif key not in record.prefixes:
                 record.prefixes[key] = str(Path.cwd() / f"{job_id}_{item.id}_{slug(desc)}")
     return record
+
+
+def _check_writable(record: records.JobRecord) -> None:
+    outputs.check_writable([record.local_path(key, kind) for key in record.prefixes
+                            for kind in OUTPUT_KINDS],
+                           hint="pick a folder you can write with --out DIR/")
 
 
 def _refuse_foreign_outputs(record: records.JobRecord) -> None:
@@ -268,6 +295,24 @@ def _refuse_foreign_outputs(record: records.JobRecord) -> None:
     if existing:
         raise OutputExists(f"output exists: {existing[0]}",
                            hint="pass --force to overwrite, or --out to pick another name")
+
+
+def _pull_stopped(exc: RemoteSepError, record: records.JobRecord,
+                  profile: HostProfile) -> RemoteSepError:
+    """A local write failed while pulling: say which outputs arrived, which did not, and
+    how to pull the rest once there is room (the job's outputs stay on the host)."""
+    wanted = [record.local_path(key, kind) for key in sorted(record.prefixes)
+              for kind in OUTPUT_KINDS]
+    arrived = [p.name for p in wanted if str(p) in record.pulled]
+    missing = [p.name for p in wanted if str(p) not in record.pulled]
+    exc.message = (f"{exc.message}; pulled: {', '.join(arrived) or 'nothing'}; "
+                   f"not pulled: {', '.join(missing)}")
+    attach = f"remote-sep attach {record.job_id} --host {profile.name}"
+    exc.hint = (f"the outputs stay on the host; free space here, then `{attach}` "
+                f"(or `{attach} --out OTHER_DIR/`)" if exc.kind == "disk_full" else
+                f"the outputs stay on the host; pull them into a folder you can write: "
+                f"`{attach} --out OTHER_DIR/`")
+    return exc
 
 
 def _detached(profile: HostProfile, record: records.JobRecord | None) -> Interrupted:

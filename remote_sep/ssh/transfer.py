@@ -9,12 +9,13 @@ channel. The prefetch is bounded so a fast link cannot fill memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
-from remote_sep.errors import TransferError
+from remote_sep.errors import TransferError, local_write_error
 from remote_sep.hosts.base import Progress, tmp_name
 
 REQUEST = 255 * 1024
@@ -57,13 +58,14 @@ def upload(sftp, local: Path, remote: str, progress: Progress | None) -> None:
 def download(sftp, remote: str, local: Path, expected_sha256: str | None,
              progress: Progress | None, host: str) -> str:
     """Prefetched 255 KiB reads into a local temp name; size and sha256 checked before the
-    rename, so a file at `local` is always complete. Returns the sha256."""
-    local.parent.mkdir(parents=True, exist_ok=True)
+    rename, so a file at `local` is always complete. Returns the sha256. A failed local
+    write is DiskFull / OutputUnwritable (never taken for a link error)."""
     tmp = local.with_name(f".{local.name}.part-{secrets.token_hex(4)}")
     digest = hashlib.sha256()
     done = 0
     try:
-        with sftp.open(remote, "rb") as src, open(tmp, "wb") as dst:
+        dst = _local_write(lambda: _open_local(local, tmp), local)
+        with dst, sftp.open(remote, "rb") as src:
             _big_requests(src)
             total = src.stat().st_size
             src.prefetch(total, PREFETCH_REQUESTS)
@@ -72,7 +74,7 @@ def download(sftp, remote: str, local: Path, expected_sha256: str | None,
                 if not block:
                     break
                 digest.update(block)
-                dst.write(block)
+                _local_write(lambda block=block: _write_all(dst, block), local)
                 done += len(block)
                 if progress:
                     progress(done, total)
@@ -84,11 +86,34 @@ def download(sftp, remote: str, local: Path, expected_sha256: str | None,
             raise TransferError(
                 f"{remote} from {host} arrived with sha256 {got}, expected {expected_sha256}; "
                 "the file was not written", hint="run the command again to retry the pull")
-        os.replace(tmp, local)
+        _local_write(lambda: os.replace(tmp, local), local)
         return got
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):  # exists() itself fails on a name too long
+            tmp.unlink(missing_ok=True)
+
+
+def _open_local(local: Path, tmp: Path):
+    local.parent.mkdir(parents=True, exist_ok=True)
+    # unbuffered: a full disk fails in write(), not again in close() over the real error
+    return open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed by download's with
+
+
+def _write_all(dst, block: bytes) -> None:
+    view = memoryview(block)
+    while view:  # a raw write may take part of the block
+        view = view[dst.write(view):]
+
+
+def _local_write(action, local: Path):
+    """Run a write on THIS machine; its OSError is the output's fault, not the link's."""
+    try:
+        return action()
+    except OSError as exc:
+        error = local_write_error(exc, local)
+        if error is None:
+            raise
+        raise error from None
 
 
 def write_atomic(sftp, remote: str, data: bytes, mode: int) -> None:

@@ -34,6 +34,11 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
         _umount(path)
 
 
+def grow(path: Path, size: str) -> None:
+    """Give a small_disk PATH a new SIZE, files kept (room freed for a rerun)."""
+    _mount("-o", f"remount,size={size}", str(path))
+
+
 @contextlib.contextmanager
 def read_only(path: Path) -> Iterator[Path]:
     """PATH (created if missing) becomes a read-only bind mount of itself; yields PATH."""
