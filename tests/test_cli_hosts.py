@@ -225,6 +225,8 @@ def test_bare_ssh_config_alias_connects(tmp_path: Path, ssh_server, monkeypatch)
         f"  Port {ssh_server.port}\n  IdentityFile {ssh_server.user_key}\n"
         f"  UserKnownHostsFile {ssh_server.known_hosts}\n  ConnectTimeout 5\n")
     monkeypatch.setenv("REMOTE_SEP_SSH_CONFIG", str(config))
+    monkeypatch.delenv("REMOTE_SEP_HOSTS")  # the default place, where there is no file
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     code, body = cli_json("hosts", "check", "loopbox")
     assert code == 0 and body["result"]["reachable"] is True
     assert body["result"]["target"] == f"{ssh_server.user}@127.0.0.1:{ssh_server.port}"
