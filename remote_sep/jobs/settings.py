@@ -102,12 +102,12 @@ def build_settings(profile: HostProfile | None, requested: dict[str, Any]) -> Se
     fmt = values.get("format", defaults.format)
     if "subtype" not in values and fmt in FORMATS:
         values["subtype"] = FORMATS[fmt][1]
-    chunk = values.get("chunk_seconds", defaults.chunk_seconds)
-    if "overlap_seconds" not in values:
-        # A quarter chunk at most, so that any valid chunk length is a valid job (the
-        # default 2 s overlap alone would reject chunks of 2 s or less).
-        values["overlap_seconds"] = min(defaults.overlap_seconds, chunk / 4)
     try:
+        if "overlap_seconds" not in values:
+            # A quarter chunk at most, so that any valid chunk length is a valid job (the
+            # default 2 s overlap alone would reject chunks of 2 s or less).
+            chunk = values.get("chunk_seconds", defaults.chunk_seconds)
+            values["overlap_seconds"] = min(defaults.overlap_seconds, chunk / 4)
         settings = Settings(**values)
         settings.validate()
     except TypeError as exc:  # a pass-through value of the wrong type
