@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,10 @@ def touch(path: Path, data: bytes = b"RIFF") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_slug_makes_file_name_parts():
@@ -126,3 +132,40 @@ def test_damaged_state_file_counts_nothing_done(tmp_path):
     (out / ".remote-sep-batch.json").write_text("{not json")
     unit = plan_batch([str(song)], ["drums"], out).units[0]
     assert not BatchState(out).is_done(unit, "x")
+
+
+def test_a_newline_in_a_name_never_merges_two_units(tmp_path):
+    # With 'path\ndesc' keys, ('a.wav', 'b.wav\nvocals') and ('a.wav\nb.wav', 'vocals') were
+    # one key: the second unit was dropped and the batch still exited 0.
+    first = touch(tmp_path / "a.wav")
+    second = touch(tmp_path / "a.wav\nb.wav")
+    plan = plan_batch([str(first), str(second)], ["b.wav\nvocals", "vocals"], tmp_path / "out")
+    assert len(plan.units) == 4 and len({u.key for u in plan.units}) == 4
+    plain = [u for u in plan.units if "\n" not in str(u.input) and u.description == "vocals"]
+    assert [u.key for u in plain] == [f"{first.resolve()}\nvocals"]  # old states still match
+    # The keys survive the resume state file.
+    unit = next(u for u in plan.units if u.input.name == second.name)
+    for path in unit.outputs.values():
+        touch(path, b"out")
+    state = BatchState(tmp_path / "out")
+    state.mark_done(unit, "fp", {role: sha256_hex(b"out") for role in unit.outputs}, "gpu1")
+    assert BatchState(tmp_path / "out").is_done(unit, "fp")
+
+
+def test_output_names_no_folder_can_hold_are_refused_before_anything_runs(tmp_path):
+    long_input = touch(tmp_path / f"{'x' * 230}.wav")  # its outputs would be 250+ bytes
+    with pytest.raises(ConfigError, match="bytes; at most 240 fit") as info:
+        plan_batch([str(long_input)], ["vocals"], tmp_path / "out")
+    assert "{index}" in (info.value.hint or "")
+    assert plan_batch([str(long_input)], ["vocals"], tmp_path / "out",
+                      template="{index}_{role}.{ext}").units  # a shorter template works
+    song = touch(tmp_path / "song.wav")
+    yaml_file = tmp_path / "batch.yaml"
+    yaml_file.write_text('items:\n  - input: song.wav\n    desc: "vo\\0cals"\n')
+    with pytest.raises(ConfigError, match="NUL"):
+        plan_batch([], [], tmp_path / "out", template="{description}_{role}.{ext}",
+                   manifest=yaml_file)
+    undecodable = tmp_path / os.fsdecode(b"caf\xe9.wav")  # Latin-1 bytes, not UTF-8
+    touch(undecodable)
+    with pytest.raises(BadAudio, match="not valid UTF-8"):
+        plan_batch([str(undecodable), str(song)], ["vocals"], tmp_path / "out")

@@ -93,6 +93,11 @@ def test_hosts_flag_overrides_env(tmp_path: Path) -> None:
 
 
 def test_unknown_host_and_bad_file_exit_codes(tmp_path: Path) -> None:
+    # REMOTE_SEP_HOSTS names a file that is not there yet: said so, not "unknown host".
+    code, body = cli_json("hosts", "show", "nope")
+    assert code == 4 and body["error"]["kind"] == "bad_config"
+    assert str(tmp_path / "hosts.yaml") in body["error"]["message"]
+    (tmp_path / "hosts.yaml").write_text("hosts:\n  a:\n    host: x\n")
     code, body = cli_json("hosts", "show", "nope")
     assert code == 5 and body["ok"] is False and body["error"]["kind"] == "unknown_host"
     assert "local" in body["error"]["message"]
@@ -103,7 +108,9 @@ def test_unknown_host_and_bad_file_exit_codes(tmp_path: Path) -> None:
     assert code == 4 and "port" in err
 
 
-def test_local_is_listed_without_a_file() -> None:
+def test_local_is_listed_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REMOTE_SEP_HOSTS")  # the default place, where there is no file
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     code, body = cli_json("hosts", "show", "local")
     assert code == 0 and body["result"]["host"]["target"] == "local (this machine)"
 
@@ -218,6 +225,8 @@ def test_bare_ssh_config_alias_connects(tmp_path: Path, ssh_server, monkeypatch)
         f"  Port {ssh_server.port}\n  IdentityFile {ssh_server.user_key}\n"
         f"  UserKnownHostsFile {ssh_server.known_hosts}\n  ConnectTimeout 5\n")
     monkeypatch.setenv("REMOTE_SEP_SSH_CONFIG", str(config))
+    monkeypatch.delenv("REMOTE_SEP_HOSTS")  # the default place, where there is no file
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     code, body = cli_json("hosts", "check", "loopbox")
     assert code == 0 and body["result"]["reachable"] is True
     assert body["result"]["target"] == f"{ssh_server.user}@127.0.0.1:{ssh_server.port}"

@@ -136,7 +136,7 @@ def test_env_refuses_secrets(tmp_path: Path) -> None:
 
 
 def test_local_is_built_in_and_refuses_ssh_fields(tmp_path: Path) -> None:
-    local = profiles.load_hosts(tmp_path / "missing.yaml")["local"]
+    local = profiles.load_hosts()["local"]  # no hosts.yaml at the default place
     assert local.is_local and local.path == platformdirs.user_data_dir("remote-sep")
     path = write(tmp_path, "hosts:\n  local:\n    python: /usr/bin/python3\n    model: small\n")
     local = profiles.get_profile("local", path)
@@ -160,6 +160,20 @@ def test_hosts_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert profiles.hosts_path(tmp_path / "flag.yaml") == tmp_path / "flag.yaml"
     write(tmp_path, "hosts:\n  fromenv:\n    host: a\n", "env.yaml")
     assert "fromenv" in profiles.load_hosts()
+
+
+def test_a_hosts_file_named_but_missing_says_so(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in --hosts or REMOTE_SEP_HOSTS is not an empty file ('unknown host gpu1')."""
+    missing = tmp_path / "hosts.yml"
+    for name in ("gpu1", "local"):
+        with pytest.raises(ConfigError) as info:
+            profiles.get_profile(name, missing)
+        assert info.value.message == f"hosts file not found: {missing}"
+        assert info.value.exit_code == 4 and "remote-sep hosts add" in (info.value.hint or "")
+    monkeypatch.setenv("REMOTE_SEP_HOSTS", str(missing))
+    with pytest.raises(ConfigError, match=r"hosts.yml \(named by \$REMOTE_SEP_HOSTS\)"):
+        profiles.load_hosts()
 
 
 SSH_CONFIG = """\
@@ -217,10 +231,10 @@ hosts:
 
 
 def test_bare_ssh_config_alias_works_without_hosts_yaml(tmp_path: Path, ssh_config: Path) -> None:
-    box = profiles.get_profile("gpubox", tmp_path / "missing.yaml")
+    box = profiles.get_profile("gpubox")  # no hosts.yaml at the default place
     assert (box.name, box.address, box.user, box.port) == ("gpubox", "198.51.100.9", "alice", 2022)
     with pytest.raises(UnknownHost):  # wildcard patterns are not aliases
-        profiles.get_profile("*", tmp_path / "missing.yaml")
+        profiles.get_profile("*")
 
 
 def test_known_hosts_defaults_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

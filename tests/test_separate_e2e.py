@@ -132,15 +132,19 @@ def test_local_checks_fail_before_any_connection(tmp_path):
 
 
 def test_input_mistakes_are_reported_before_the_host_profile(tmp_path):
-    # No hosts.yaml at all: a missing file must still read as a missing file, not as an
-    # unknown host.
+    # No hosts.yaml at all: a missing file must still read as a missing file, and the
+    # missing hosts file as itself (bad_config naming it), not as an unknown host.
     hosts = tmp_path / "no-such-hosts.yaml"
     result, body = invoke("separate", tmp_path / "missing.wav", "--desc", "x",
                           "--host", "gpu9", "--hosts", hosts)
     assert (result.exit_code, body["error"]["kind"]) == (EXIT_CODES["bad_audio"], "bad_audio")
     audio = make_audio(tmp_path / "a.wav")
     result, body = invoke("separate", audio, "--desc", "x", "--host", "gpu9", "--hosts", hosts)
-    assert body["error"]["kind"] == "unknown_host"
+    assert (result.exit_code, body["error"]["kind"]) == (EXIT_CODES["bad_config"], "bad_config")
+    assert f"hosts file not found: {hosts}" in body["error"]["message"]
+    result, body = invoke("batch", audio, "--desc", "x", "--hosts", "gpu9",
+                          "--hosts-file", hosts, "-o", tmp_path / "out")
+    assert body["error"]["kind"] == "bad_config" and str(hosts) in body["error"]["message"]
 
 
 def test_connection_failures_have_their_own_exit_codes(ssh_server, tmp_path):

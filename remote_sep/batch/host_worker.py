@@ -36,6 +36,7 @@ from remote_sep.batch.worker_job import WorkerJob, old_job_events, prepare, reti
 from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, NotProvisioned, RemoteSepError
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.jobs import layout
+from remote_sep.jobs.follow import error_from_event
 from remote_sep.provision.auto import ReadyOptions
 
 # Connection failures no retry will fix: the host leaves the batch at once.
@@ -71,6 +72,7 @@ class HostWorker(threading.Thread):
         self._link_s = Ewma()  # seconds per upload bundle (round trips + bytes)
         self._started_ids: list[str] = []  # job ids this thread tried to start
         self._agreed = False  # the user said yes to bootstrapping this host (ask once)
+        self._worker_error: RemoteSepError | None = None  # the worker's own error event
         # The uploader's take + submit and the drain's withdrawal exclude each other, so a
         # unit is never submitted into an inbox that was already withdrawn and closed.
         self._submit_lock = threading.Lock()
@@ -94,6 +96,7 @@ class HostWorker(threading.Thread):
                     self._recover(host)
                     job_id = layout.new_job_id()
                     self._started_ids.append(job_id)  # if the start fails half-way: retire it
+                    self._worker_error = None
                     self.job = WorkerJob.start(host, self.profile, self.settings,
                                                self.input_shas, job_id, self._provision())
                 else:
@@ -256,7 +259,7 @@ class HostWorker(threading.Thread):
                 if self.queue.all_settled() and not self._waiting():
                     return
                 if job.ended:
-                    raise _WorkerDied(f"worker ended early ({job.end_reason})")
+                    raise self._end_error(job)
                 if events:
                     continue
                 if time.monotonic() - quiet_since > self.opts.liveness_every:
@@ -274,6 +277,16 @@ class HostWorker(threading.Thread):
             uploader.stop()
             if feed is not None:
                 feed.close()
+
+    def _end_error(self, job: WorkerJob) -> RemoteSepError:
+        """Why the worker ended while units were left: the error it reported, as itself
+        (a kind no retry fixes makes the host leave the batch with it), else a death."""
+        error, self._worker_error = self._worker_error, None
+        if error is None:
+            return _WorkerDied(f"worker ended early ({job.end_reason})")
+        if error.kind in FATAL_HOST_KINDS:
+            return error
+        return _WorkerDied(error.message)
 
     def _check_alive(self, job: WorkerJob) -> None:
         """After the event stream stopped: read what is left; a dead worker that did not
@@ -349,6 +362,9 @@ class HostWorker(threading.Thread):
                 job.inflight.pop(unit.key, None)
             self.queue.fail(unit.key, self.host_name, str(event.get("kind") or "internal"),
                             str(event.get("message") or "item failed"))
+        elif name == ERROR and event.get("file") is None:
+            # The worker's own failure (manifest rejected, model unusable): its bye follows.
+            self._worker_error = error_from_event(event, self.host_name)
         elif name == BYE:
             job.ended, job.end_reason = True, f"bye, exit code {event.get('exit_code')}"
 

@@ -8,6 +8,7 @@ host, so that a fast host takes more and a failure costs one description, not a 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import string
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from remote_sep.errors import BadAudio, ConfigError
+from remote_sep.errors import BadAudio, ConfigError, RemoteSepError
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
@@ -24,13 +25,16 @@ AUDIO_EXTENSIONS = frozenset(
 ROLES = ("target", "residual")
 DEFAULT_TEMPLATE = "{stem}_{desc}_{role}.{ext}"  # the seed's <prefix>_target naming
 TEMPLATE_FIELDS = frozenset({"stem", "desc", "role", "ext", "parent", "index", "description"})
+# A folder entry holds 255 bytes; the pull's temp name beside an output adds 15
+# (".NAME.part-1234abcd"), and it must fit too.
+MAX_NAME_BYTES = 255 - len("..part-") - 8
 
 
 @dataclass(frozen=True)
 class Unit:
     """One input x one description, with where its two outputs land locally."""
 
-    key: str  # stable across runs: input path + description (the resume state's key)
+    key: str  # stable across runs: input path + description (unit_key; the resume state's key)
     index: int  # position in the batch (display order, remote item ids)
     input: Path
     description: str
@@ -164,7 +168,7 @@ def plan_batch(
             for desc in descs:
                 if not desc.strip():
                     raise ConfigError(f"{file}: empty description", kind="bad_description")
-                key = f"{file}\n{desc}"
+                key = unit_key(file, desc)
                 if key in seen:
                     continue
                 seen.add(key)
@@ -182,16 +186,53 @@ def plan_batch(
     return plan
 
 
+def unit_key(file: Path, description: str) -> str:
+    """A unit's key (resume state): ``path\ndescription`` as before when neither part holds
+    a newline, else a JSON pair. A JSON pair holds no raw newline, so it never equals a
+    plain key: plain keys alone made ('a\nb', 'c') and ('a', 'b\nc') one unit."""
+    path = str(file)
+    if "\n" in path or "\n" in description:
+        return json.dumps([path, description])
+    return f"{path}\n{description}"
+
+
 def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str) -> Unit:
+    label = f"{file.name} [{desc}]"
+    _check_storable(str(file), f"input {file.name!r}", BadAudio)
+    _check_storable(desc, f"description {desc!r} of {file.name!r}", ConfigError)
     outputs = {}
     for role in ROLES:
         name = template.format(stem=file.stem, desc=slug(desc), role=role, ext=ext,
                                parent=file.parent.name, index=index, description=desc)
+        _check_output_name(name, label)
         path = (out_dir / name).resolve()
         if out_dir.resolve() not in path.parents:
             raise ConfigError(f"--name-template puts {name!r} outside the output folder")
         outputs[role] = path
-    return Unit(key=f"{file}\n{desc}", index=index, input=file, description=desc, outputs=outputs)
+    return Unit(key=unit_key(file, desc), index=index, input=file, description=desc,
+                outputs=outputs)
+
+
+def _check_storable(text: str, what: str, error: type[RemoteSepError]) -> None:
+    """Names go into the UTF-8 resume state and item files: a name the file system gave
+    us undecoded (not UTF-8) would fail there mid-batch, so refuse it now."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{what} is not valid UTF-8; rename it") from None
+
+
+def _check_output_name(name: str, label: str) -> None:
+    """Refuse an output name no folder can hold, before anything runs."""
+    hint = "shorten --name-template (e.g. use {index}) or rename the input"
+    if "\0" in name:
+        raise ConfigError(f"{label}: output name {name!r} holds a NUL character", hint=hint)
+    _check_storable(name, f"{label}: output name {name!r}", ConfigError)
+    for part in Path(name).parts:
+        size = len(part.encode("utf-8"))
+        if size > MAX_NAME_BYTES:
+            raise ConfigError(f"{label}: output name {part!r} is {size} bytes; at most "
+                              f"{MAX_NAME_BYTES} fit", hint=hint)
 
 
 def relative_to(path: Path, base: Path) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from remote_payload.manifest import Item, Manifest, Settings, item_to_json
+from remote_payload.manifest import Item, Manifest, item_to_json
 from remote_payload.protocol import ERROR, ITEM_DONE
 from remote_sep.batch.pipe import Ewma
 from remote_sep.batch.plan import Unit
@@ -36,6 +36,7 @@ from remote_sep.hosts.shell import quote
 from remote_sep.jobs import layout
 from remote_sep.jobs.outputs import local_error
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
+from remote_sep.jobs.settings import build_settings
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
 READ_LIMIT = 1 << 20  # bytes of events read per poll
@@ -116,9 +117,11 @@ class WorkerJob:
               provision: ReadyOptions | None = None) -> WorkerJob:
         """Prepare the host (one round trip; a bootstrap first when it is not provisioned
         and `provision` allows it), sync the payload if missing, start the worker."""
+        # settings: the batch's requested fields; this host's profile fills in its defaults.
+        resolved = build_settings(profile, settings)
         ready = prepare(host, profile, provision)
         paths = layout.JobPaths(ready.base, job_id)
-        manifest = Manifest(job_id=paths.job_id, settings=Settings(**settings), items=[])
+        manifest = Manifest(job_id=paths.job_id, settings=resolved, items=[])
         job = cls(host, profile, paths, 0, input_shas)
         # The cache question travels beside the start (its own channel): one round trip less.
         asked = threading.Thread(target=job._check_cache_quietly, daemon=True)

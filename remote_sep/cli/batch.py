@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from remote_payload.manifest import FORMATS, resolve_model
+from remote_payload.manifest import DTYPES, FORMATS
 from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
@@ -25,6 +25,7 @@ from remote_sep.cli.common import (
 )
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
+from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -53,12 +54,19 @@ def batch(
     ] = DEFAULT_TEMPLATE,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="YAML: items: [{input: FILE|DIR|GLOB, descriptions: [...]}]")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="small|base|large or a Hub id.")
+    model: Annotated[str | None, typer.Option("--model", help=(
+        "small | base | large (+ -tv), a Hub id or a local dir on the hosts."))] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help=f"One of {', '.join(DTYPES)}.")
                      ] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", help="auto|bf16|fp16|fp32")] = None,
-    chunk_seconds: Annotated[float | None, typer.Option("--chunk-seconds")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="wav|flac")] = "wav",
+    chunk_seconds: Annotated[float | None, typer.Option(
+        "--chunk-seconds", help="Chunk length in seconds.")] = None,
+    rerank: Annotated[int | None, typer.Option(
+        "--rerank", help="Reranking candidates (1 = off).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Random seed (same seed, same output).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help=(
+        "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
+    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write a <name>_preview.png per unit: spectrograms of input, target and "
@@ -85,19 +93,20 @@ def batch(
         if preview:
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
-        if fmt not in FORMATS:
-            raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
-        settings: dict[str, Any] = {"format": fmt}
-        for key, value in (("model", model and resolve_model(model)), ("dtype", dtype),
-                           ("chunk_seconds", chunk_seconds), ("seed", seed)):
-            if value is not None:
-                settings[key] = value
+        # The same builder as `separate`: every option checked before anything runs; the
+        # fields given are the resume fingerprint's settings, each host adds its defaults.
+        settings = requested_settings(SettingsOptions(
+            model=model, dtype=dtype, chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
+            steps=steps, format=fmt))
+        extension = build_settings(None, settings).extension
         plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
-                          template=name_template, extension=FORMATS[fmt][0], manifest=manifest)
+                          template=name_template, extension=extension, manifest=manifest)
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
         if not names:
             raise ConfigError("--hosts needs at least one host name")
         fleet = [profiles.get_profile(name, hosts_file) for name in names]
+        for profile in fleet:  # a bad hosts.yaml default fails here, not on the host
+            build_settings(profile, settings)
         from remote_sep.batch.host_worker import WorkerOptions
         from remote_sep.cli.ready import ready_options
         from remote_sep.ssh.host import connect  # the SSH stack only when a batch really runs
@@ -156,7 +165,7 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
             "state_file": report.state_file})
         if kind:
             body["exit_code"] = exit_code_for(kind)
-            body["error"] = stopped or {"kind": kind, "message": _summary(report),
+            body["error"] = stopped or {"kind": kind, "message": _summary(report, kind),
                                         "hint": "; ".join(report.hints) or None}
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
     else:
@@ -179,11 +188,15 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
     raise typer.Exit(exit_code_for(kind) if kind else 0)
 
 
-def _summary(report: BatchReport) -> str:
+def _summary(report: BatchReport, kind: str | None = None) -> str:
     counts = report.counts
-    return (f"{counts.get('done', 0)} done, {counts.get('skipped', 0)} already done, "
+    text = (f"{counts.get('done', 0)} done, {counts.get('skipped', 0)} already done, "
             f"{counts.get('failed', 0)} failed, "
             f"{counts.get('queued', 0) + counts.get('running', 0)} not run")
+    reasons = {item["message"] for item in report.failed}
+    if kind not in (None, "partial", "interrupted") and len(reasons) == 1:
+        text += f": {reasons.pop()}"  # every unit failed for one reason: say which
+    return text
 
 
 def _resume_command() -> str:

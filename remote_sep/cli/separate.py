@@ -23,7 +23,6 @@ from remote_sep.cli.common import (
     run_command,
     terminal_owner,
 )
-from remote_sep.errors import ConfigError
 
 
 def _profile(name: str, hosts: Path | None):
@@ -88,22 +87,24 @@ def separate(
     it up).
     """
     from remote_sep.cli.ready import ready_options
-    from remote_sep.jobs.separate import SeparateOptions, check_inputs, run_separate
+    from remote_sep.jobs.separate import (
+        SeparateOptions,
+        check_inputs,
+        run_separate,
+        settings_options,
+    )
+    from remote_sep.jobs.settings import requested_settings
 
     def action() -> dict[str, Any]:
         check_inputs(audio.expanduser(), desc)  # the user's own mistakes first
         if preview:
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
-        if fmt not in FORMATS:
-            raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
-        if steps is not None and steps < 1:
-            raise ConfigError("--steps must be >= 1")
-        profile = _profile(host, hosts)
-        extra = {"ode_step_size": 1.0 / steps} if steps else {}
         opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
                                chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               format=fmt, force=force, extra_settings=extra)
+                               steps=steps, format=fmt, force=force)
+        requested_settings(settings_options(opts))  # bad options before the profile
+        profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,
             provision=ready_options(yes=yes, pause=pause, say=lambda name, line: notify(

@@ -15,7 +15,7 @@ from typing import Any
 
 import soundfile
 
-from remote_payload.manifest import FORMATS, Item, Manifest, ManifestError, Settings, resolve_model
+from remote_payload.manifest import Item, Manifest, ManifestError, Settings
 from remote_sep.errors import (
     BadAudio,
     ConfigError,
@@ -38,6 +38,7 @@ from remote_sep.jobs.layout import (
     start_and_poll,
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
+from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 from remote_sep.provision.ready import RemoteReady
 
@@ -51,6 +52,7 @@ class SeparateOptions:
     chunk_seconds: float | None = None
     rerank: int = 1
     seed: int = 0
+    steps: int | None = None  # solver steps (None: the model's default)
     format: str = "wav"
     force: bool = False
     extra_settings: dict[str, Any] = field(default_factory=dict)
@@ -104,31 +106,17 @@ def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
     return cleaned
 
 
-def build_settings(profile: HostProfile, opts: SeparateOptions) -> Settings:
-    settings = Settings(seed=opts.seed, rerank=opts.rerank, format=opts.format,
-                        subtype=FORMATS.get(opts.format, ("", "PCM_16"))[1])
-    model = opts.model or profile.model
-    if model:
-        settings.model = resolve_model(model)
-    settings.dtype = opts.dtype or profile.dtype or settings.dtype
-    chunk = opts.chunk_seconds or profile.chunk_seconds
-    if chunk:
-        settings.chunk_seconds = float(chunk)
-        settings.overlap_seconds = min(settings.overlap_seconds, settings.chunk_seconds / 4)
-    for key, value in opts.extra_settings.items():
-        setattr(settings, key, value)
-    try:
-        settings.validate()
-    except ManifestError as exc:
-        raise ConfigError(str(exc)) from None
-    return settings
+def settings_options(opts: SeparateOptions) -> SettingsOptions:
+    return SettingsOptions(model=opts.model, dtype=opts.dtype, chunk_seconds=opts.chunk_seconds,
+                           rerank=opts.rerank, seed=opts.seed, steps=opts.steps,
+                           format=opts.format, extra=dict(opts.extra_settings))
 
 
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions)
-    settings = build_settings(profile, opts)
+    settings = build_settings(profile, requested_settings(settings_options(opts)))
     prefixes = local_prefixes(audio, descriptions, opts.out)
     if len(set(prefixes)) != len(prefixes):
         raise ConfigError("two descriptions give the same output name; use distinct --desc")

@@ -46,6 +46,15 @@ def hosts_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else default_hosts_path()
 
 
+def _missing_file(file: Path) -> ConfigError:
+    """A hosts file the user named (a typo, say) is never read as an empty one."""
+    env = os.environ.get(HOSTS_ENV)
+    named_by = f" (named by ${HOSTS_ENV})" if env and Path(env).expanduser() == file else ""
+    return ConfigError(f"hosts file not found: {file}{named_by}",
+                       hint="check the path, or create the file with `remote-sep hosts add "
+                            "NAME user@host --hosts FILE`")
+
+
 def local_base_path() -> str:
     return platformdirs.user_data_dir(APP_NAME)
 
@@ -264,6 +273,8 @@ def _ssh_int(ssh: dict, key: str) -> int | None:
 def load_hosts(path: str | os.PathLike[str] | None = None) -> dict[str, HostProfile]:
     """Every profile in hosts.yaml (resolved through ssh_config), plus the built-in `local`."""
     file = hosts_path(path)
+    if not file.exists() and (path or os.environ.get(HOSTS_ENV)):
+        raise _missing_file(file)  # only the default file may be absent (then: local only)
     parsed = read_hosts_file(file)
     config = load_ssh_config()
     profiles = {LOCAL_HOST: _local_profile({}, None, None)}
