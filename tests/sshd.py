@@ -86,7 +86,10 @@ class SshServer:
     def start(self) -> SshServer:
         os.makedirs("/run/sshd", exist_ok=True)
         config = self.root / "sshd_config"
-        env_lines = "".join(f"SetEnv {k}={v}\n" for k, v in self.env.items())
+        # A login shell that runs `pyenv init` (this machine's ~/.bashrc does) waits up to 60 s
+        # on pyenv's rehash lock, which a killed session can leave behind: bound that wait.
+        env = {"PYENV_REHASH_TIMEOUT": "1", **self.env}
+        env_lines = "SetEnv " + " ".join(f"{k}={v}" for k, v in env.items()) + "\n"
         config.write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
             f"PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"

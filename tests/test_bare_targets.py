@@ -32,6 +32,7 @@ def test_targets_parse_as_openssh_writes_them(text, parsed):
 
 def test_plain_names_are_profile_names_not_targets(tmp_path, monkeypatch):
     monkeypatch.setenv("REMOTE_SEP_SSH_CONFIG", str(tmp_path / "none"))
+    (tmp_path / "hosts.yaml").write_text("hosts: {}\n")
     assert not looks_like_target("gpu1")
     with pytest.raises(UnknownHost):
         get_profile("gpu1", tmp_path / "hosts.yaml")
@@ -44,6 +45,7 @@ def test_a_target_gets_the_defaults_and_ssh_config(tmp_path, monkeypatch):
     config.write_text("Host gpu.example.org\n  HostName 198.51.100.9\n"
                       "  IdentityFile ~/.ssh/lab_key\n")
     monkeypatch.setenv("REMOTE_SEP_SSH_CONFIG", str(config))
+    (tmp_path / "hosts.yaml").write_text("hosts: {}\n")
     profile = get_profile("ubuntu@gpu.example.org:2222", tmp_path / "hosts.yaml")
     assert profile.bare and profile.user == "ubuntu" and profile.port == 2222
     assert profile.address == "198.51.100.9" and profile.path == "~/remote-sep"
