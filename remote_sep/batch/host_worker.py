@@ -86,7 +86,8 @@ class HostWorker(threading.Thread):
                     job_id = layout.new_job_id()
                     self._started_ids.append(job_id)  # if the start fails half-way: retire it
                     self.job = WorkerJob.start(host, self.profile, self.settings,
-                                               self.input_shas, job_id, self._provision())
+                                               self.input_shas, job_id, self._provision(),
+                                               idle_timeout=self.opts.idle_timeout)
                 else:
                     self.job.host = host
                 failures, released = 0, False

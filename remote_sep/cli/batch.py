@@ -44,6 +44,10 @@ def batch(
     dtype: Annotated[str | None, typer.Option("--dtype", help="auto|bf16|fp16|fp32")] = None,
     chunk_seconds: Annotated[float | None, typer.Option("--chunk-seconds")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    worker_idle_timeout: Annotated[float | None, typer.Option(
+        "--worker-idle-timeout", min=0, metavar="SECONDS",
+        help="A host's worker exits once the laptop has been gone this long "
+             "(default: the host's worker_idle_timeout, else 900; 0: never).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="wav|flac")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
@@ -90,7 +94,9 @@ def batch(
 
             ready = ready_options(yes=yes, pause=view.paused, say=say, model=model)
             report = run_batch(plan, fleet, settings, connect=connect, force=force,
-                               on_tick=view.tick, options=WorkerOptions(ready=ready))
+                               on_tick=view.tick,
+                               options=WorkerOptions(ready=ready,
+                                                     idle_timeout=worker_idle_timeout))
         _finish(report, as_json, command_line)
         return None
 
