@@ -149,3 +149,23 @@ def test_192_khz_keeps_what_the_model_never_saw_in_the_residual(tmp_path: Path, 
         assert level(target[:, c], 40_000, rate) < 1e-3
         assert level(target[:, c], 2500 + 300 * c if stereo == "channels" else 2500,
                      rate) > 0.05  # the model still separated what it saw
+
+
+def test_long_chunks_get_whole_frames_so_the_frame_count_is_exact():
+    """Past 2**24 samples the processor's float32 ceil(samples / 1920) can be one frame
+    short (the real processor does the same), which would cut the output short."""
+    from remote_payload.engine import _fit_to_model
+
+    _, processor = standin()
+    size = 8739 * 1920 + 1  # about 349.5 s at 48 kHz
+    signal = np.zeros(size, dtype=np.float32)
+    raw = processor(descriptions=["x"], audios=[torch.from_numpy(signal).unsqueeze(0)])
+    assert int(raw.sizes[0]) == 8739  # one short: 8739 * 1920 < size
+    fitted = _fit_to_model(signal, 1920)
+    assert len(fitted) == 8740 * 1920
+    batch = processor(descriptions=["x"], audios=[torch.from_numpy(fitted).unsqueeze(0)])
+    assert int(batch.sizes[0]) * 1920 >= size  # the output covers the whole chunk
+    short = np.arange(100, dtype=np.float32)
+    assert len(_fit_to_model(short, 1920)) == 1920  # too short to reflect: silence added
+    normal = np.zeros(48_000, dtype=np.float32)
+    assert _fit_to_model(normal, 1920) is normal  # the model pads it, as a direct call
