@@ -1,9 +1,11 @@
 """Streamed audio I/O: read in blocks and resample to the model rate; resample back and write.
 
 Nothing here holds a whole file: the reader keeps at most about one chunk (plus a block) of
-resampled audio, the writer keeps only the resampler's state. Finished files appear under
-their final name only when complete (temp name in the same folder, fsync, rename), with a
-``<output>.sha256`` record next to them so a rerun can trust and skip them.
+resampled audio, the writer keeps only the resampler's state. ``Unseen`` streams what the
+model never saw (content above 24 kHz of a 192 kHz input, say), for the residual. Finished
+files appear under their final name only when complete (temp name in the same folder,
+fsync, rename), with a ``<output>.sha256`` record next to them so a rerun can trust and
+skip them.
 """
 
 from __future__ import annotations
@@ -90,6 +92,81 @@ def read_resampled(info: AudioInfo) -> Iterator[np.ndarray]:
         yield np.zeros((want - given, info.channels), dtype=np.float32)
 
 
+def _read_blocks(info: AudioInfo) -> Iterator[np.ndarray]:
+    """The input as stored: (n, channels) float32 blocks."""
+    try:
+        with sf.SoundFile(info.path) as source:
+            while len(block := source.read(BLOCK, dtype="float32", always_2d=True)):
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise BadAudio(f"cannot decode {info.path}: {exc}") from exc
+
+
+def _to_rate(blocks: Iterable[np.ndarray], rate: int, out_rate: int,
+             channels: int) -> Iterator[np.ndarray]:
+    """A block stream resampled from ``rate`` to ``out_rate`` (flushed at its end)."""
+    if rate == out_rate:
+        yield from blocks
+        return
+    resampler = soxr.ResampleStream(rate, out_rate, channels, dtype="float32")
+    for block in blocks:
+        yield resampler.resample_chunk(block)
+    yield resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+
+
+class _Rows:
+    """Exactly ``count`` rows at a time from a block stream (silence once it ended)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], channels: int):
+        self._blocks = blocks
+        self._buffer = np.zeros((0, channels), dtype=np.float32)
+
+    def take(self, count: int) -> np.ndarray:
+        parts, have = [self._buffer], len(self._buffer)
+        while have < count:
+            block = next(self._blocks, None)
+            if block is None:
+                parts.append(np.zeros((count - have, self._buffer.shape[1]), np.float32))
+                break
+            parts.append(block)
+            have += len(block)
+        rows = np.concatenate(parts) if len(parts) > 1 else self._buffer
+        self._buffer = rows[count:]
+        return rows[:count]
+
+    def close(self) -> None:
+        close = getattr(self._blocks, "close", None)
+        if close is not None:
+            close()
+
+
+class Unseen:
+    """What the model never saw, at the output rate, to add to the residual: the input
+    resampled straight to the output rate minus the input as the model saw it (at 48 kHz,
+    exactly ``read_resampled``) resampled to the output rate. For a 192 kHz input that is
+    everything above 24 kHz (plus the resamplers' own error), so target + residual is the
+    input at its own rate, as the stereo side signal keeps the channels. Zero, and not
+    needed, when the input or the output is at the model's rate."""
+
+    def __init__(self, info: AudioInfo, out_rate: int):
+        channels = info.channels
+        self._direct = _Rows(_to_rate(_read_blocks(info), info.sample_rate, out_rate,
+                                      channels), channels)
+        self._seen = _Rows(_to_rate(read_resampled(info), MODEL_RATE, out_rate, channels),
+                           channels)
+
+    @staticmethod
+    def needed(info: AudioInfo, out_rate: int) -> bool:
+        return MODEL_RATE not in (info.sample_rate, out_rate)
+
+    def take(self, count: int) -> np.ndarray:
+        return self._direct.take(count) - self._seen.take(count)
+
+    def close(self) -> None:
+        self._direct.close()
+        self._seen.close()
+
+
 def read_chunks(info: AudioInfo, spans: list[tuple[int, int]]) -> Iterator[np.ndarray]:
     """Each span ``[start, end)`` (model-rate samples, increasing starts) as (n, C) float32."""
     blocks = read_resampled(info)
@@ -143,8 +220,9 @@ class StreamWriter:
     """Resamples model-rate blocks to the output rate and writes them to a temp file."""
 
     def __init__(self, final_path: str, sample_rate: int, channels: int, frames: int,
-                 file_format: str, subtype: str):
+                 file_format: str, subtype: str, extra: Unseen | None = None):
         self.final_path = final_path
+        self._extra = extra  # added to every written sample (the residual's unseen part)
         self.frames = frames  # exact output length
         self.channels = channels
         folder = os.path.dirname(os.path.abspath(final_path))
@@ -164,8 +242,13 @@ class StreamWriter:
             data = self._resampler.resample_chunk(data, last=last)
         data = data[: self.frames - self._written]
         if len(data):
-            self._write_file(data)
-            self._written += len(data)
+            self._put(data)
+
+    def _put(self, data: np.ndarray) -> None:
+        if self._extra is not None:
+            data = data + self._extra.take(len(data))
+        self._write_file(data)
+        self._written += len(data)
 
     def _write_file(self, data: np.ndarray) -> None:
         try:
@@ -182,7 +265,8 @@ class StreamWriter:
         if self._resampler is not None:
             self.write(np.zeros((0, self.channels), np.float32), last=True)
         if self._written < self.frames:
-            self._write_file(np.zeros((self.frames - self._written, self.channels), np.float32))
+            self._put(np.zeros((self.frames - self._written, self.channels), np.float32))
+        self._close_extra()
         self._file.close()
         with open(self.tmp_path, "rb") as written:
             os.fsync(written.fileno())
@@ -191,7 +275,14 @@ class StreamWriter:
         write_atomic(self.final_path + SHA_SUFFIX, digest + "\n")
         return digest
 
+    def _close_extra(self) -> None:
+        if self._extra is not None:
+            self._extra.close()
+            self._extra = None
+
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_extra()
         with contextlib.suppress(Exception):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):

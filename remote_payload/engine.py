@@ -5,7 +5,11 @@ loads in fp32 and in training mode (we call ``.eval()`` and cast); audio tensors
 2-D ``(C, T)`` in the model's dtype at 48 kHz; ``Batch.to(device)`` is needed on CUDA;
 outputs are lists of 1-D tensors up to 1919 samples longer than the input (we trim); the
 noise and the codec's watermark both draw from the global RNG, so we seed it right before
-every ``separate``.
+every ``separate``. Limits (``_fit_to_model``): a pass of at most half a latent frame
+crashes the codec's reflect padding, so such a chunk gets silence up to one frame; past
+2**24 samples the processor's float32 frame count can come out one frame short, so such a
+chunk is reflect-padded to whole frames here (what the codec does anyway). Outputs are
+trimmed back to the chunk. The 400 s cap on one pass is kept by ``Settings.validate``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import Settings, resolve_model
+from .manifest import HOP_LENGTH, Settings, resolve_model
 
 # Rough activation memory per second of audio per candidate (fp16/bf16). Only a starting
 # guess for the batch size: the OOM back-off corrects it on the first failing batch.
@@ -208,9 +212,11 @@ class Engine:
         """Separate equal-length 1-D model-rate signals; each output trimmed to its input."""
         torch = self.torch
         settings = self.settings
+        frame = int(getattr(self.processor, "audio_hop_length", HOP_LENGTH))
         # (1, T) in the model's dtype: the processor wants 2-D and does no cast
-        audios = [torch.from_numpy(np.ascontiguousarray(sig, dtype=np.float32))
-                  .to(self.dtype).unsqueeze(0) for sig in signals]
+        audios = [torch.from_numpy(_fit_to_model(np.ascontiguousarray(sig, dtype=np.float32),
+                                                 frame)).to(self.dtype).unsqueeze(0)
+                  for sig in signals]
         ode_opt = {"method": settings.ode_method, "options": {"step_size": settings.ode_step_size}}
         try:
             with contextlib.redirect_stdout(sys.stderr):
@@ -242,3 +248,25 @@ class Engine:
         gc.collect()
         if self.device.startswith("cuda"):
             self.torch.cuda.empty_cache()
+
+
+# Lengths up to this are exact in float32, the processor's dtype for ceil(samples / hop).
+FLOAT32_EXACT = 2**24
+
+
+def _fit_to_model(signal: np.ndarray, frame: int) -> np.ndarray:
+    """``signal`` as the model can take it (the caller trims the outputs back):
+
+    - at most half a frame: the codec's reflect padding would need more samples than there
+      are (a crash in the real code), so silence is added up to one whole frame;
+    - over 2**24 samples and not whole frames: ``ceil(samples / hop)`` in float32 may be one
+      frame short, and the output with it; reflect-padding to whole frames, as the codec
+      would, makes the count exact;
+    - else unchanged (the model pads it itself, exactly as a direct call would).
+    """
+    size = len(signal)
+    if size <= frame // 2:
+        return np.concatenate([signal, np.zeros(frame - size, dtype=signal.dtype)])
+    if size > FLOAT32_EXACT and size % frame:
+        return np.pad(signal, (0, frame - size % frame), mode="reflect")
+    return signal

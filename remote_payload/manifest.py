@@ -15,6 +15,7 @@ Output files of description k are ``<prefixes[k]>_target.<ext>`` and
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -34,6 +35,19 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 FORMATS = {"wav": ("wav", "PCM_16"), "flac": ("flac", "PCM_16")}
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 STEREO_MODES = ("mid", "channels")
+# The flow-matching solvers the model is run with (torchdiffeq fixed-grid names; the
+# model's default is midpoint).
+ODE_METHODS = ("midpoint", "euler")
+
+# The real model's limits (sam_audio at 68b48d4, see docs/payload.md "Limits"): one pass
+# may hold at most MAX_LATENT_FRAMES latent frames (the DiT's RoPE table, max_positions)
+# of HOP_LENGTH samples at 48 kHz, i.e. 400 s; an item of at most HOP_LENGTH / 2 samples
+# crashes the codec's reflect padding (the engine pads short chunks, see engine.py).
+MODEL_SAMPLE_RATE = 48_000
+HOP_LENGTH = 1920
+MAX_LATENT_FRAMES = 10_000
+MAX_CHUNK_SECONDS = MAX_LATENT_FRAMES * HOP_LENGTH / MODEL_SAMPLE_RATE  # 400.0
+DEFAULT_WORKER_IDLE_TIMEOUT = 900.0
 
 
 class ManifestError(ValueError):
@@ -64,8 +78,14 @@ class Settings:
     subtype: str = "PCM_16"
     sample_rate: int | None = None  # None: the input's rate
     stereo: str = "mid"  # mid: separate the channel mean once | channels: each channel alone
+    # Batch worker (--inbox): retire once the laptop's heartbeat is this old (0: never).
+    worker_idle_timeout: float = DEFAULT_WORKER_IDLE_TIMEOUT
 
     def validate(self) -> None:
+        """Every setting checked before the model loads; the message names the field."""
+        self._check_types()
+        if not self.model.strip():
+            raise ManifestError("settings.model must not be empty")
         if self.dtype not in DTYPES:
             raise ManifestError(f"settings.dtype: {self.dtype!r} is not one of {DTYPES}")
         if self.format not in FORMATS:
@@ -74,16 +94,22 @@ class Settings:
             raise ManifestError(f"settings.subtype: {self.subtype!r} is not one of {SUBTYPES}")
         if self.device not in ("auto", "cuda", "cpu") and not self.device.startswith("cuda:"):
             raise ManifestError(f"settings.device: {self.device!r} is not auto, cuda[:N] or cpu")
-        if not self.chunk_seconds > 0:
-            raise ManifestError("settings.chunk_seconds must be > 0")
+        if not 0 < self.chunk_seconds <= MAX_CHUNK_SECONDS:
+            raise ManifestError(f"settings.chunk_seconds: {self.chunk_seconds:g} must be > 0 "
+                                f"and <= {MAX_CHUNK_SECONDS:g} s (the model's limit for one "
+                                f"pass: {MAX_LATENT_FRAMES} latent frames)")
         if not 0 <= self.overlap_seconds < self.chunk_seconds:
             raise ManifestError("settings.overlap_seconds must be >= 0 and < chunk_seconds")
         if self.rerank < 1:
             raise ManifestError("settings.rerank must be >= 1")
         if self.batch_size < 0:
             raise ManifestError("settings.batch_size must be >= 0")
-        if not self.ode_step_size > 0:
-            raise ManifestError("settings.ode_step_size must be > 0")
+        if self.ode_method not in ODE_METHODS:
+            raise ManifestError(f"settings.ode_method: {self.ode_method!r} is not one of "
+                                f"{ODE_METHODS}")
+        if not 0 < self.ode_step_size <= 1:
+            raise ManifestError("settings.ode_step_size must be > 0 and <= 1 (the ODE runs "
+                                "from t=0 to 1)")
         if self.sample_rate is not None and self.sample_rate <= 0:
             raise ManifestError("settings.sample_rate must be > 0")
         if self.stereo not in STEREO_MODES:
@@ -92,10 +118,41 @@ class Settings:
             raise ManifestError("settings.subtype: FLOAT cannot be written as flac")
         if not self.min_chunk_seconds > 0:
             raise ManifestError("settings.min_chunk_seconds must be > 0")
+        if not 0 <= self.worker_idle_timeout < math.inf:
+            raise ManifestError("settings.worker_idle_timeout must be >= 0 seconds (0: never)")
+
+    def _check_types(self) -> None:
+        """JSON types first (a string where a number belongs is a bad_config, not a crash)."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            kind = _SETTING_TYPES[spec.name]
+            if value is None and spec.name == "sample_rate":
+                continue
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is float:  # a whole number is a fine number of seconds
+                ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                      and not math.isnan(value))
+            else:
+                ok = isinstance(value, kind) and not isinstance(value, bool)
+            if not ok:
+                raise ManifestError(f"settings.{spec.name}: {value!r} is not "
+                                    f"{_TYPE_NAMES[kind]}")
 
     @property
     def extension(self) -> str:
         return FORMATS[self.format][0]
+
+
+_SETTING_TYPES: dict[str, type] = {
+    "model": str, "dtype": str, "device": str, "require_gpu": bool, "chunk_seconds": float,
+    "overlap_seconds": float, "min_chunk_seconds": float, "batch_size": int, "rerank": int,
+    "predict_spans": bool, "seed": int, "ode_method": str, "ode_step_size": float,
+    "format": str, "subtype": str, "sample_rate": int, "stereo": str,
+    "worker_idle_timeout": float,
+}
+_TYPE_NAMES = {str: "a string", bool: "true or false", float: "a number",
+               int: "a whole number"}
 
 
 @dataclass

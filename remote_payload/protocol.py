@@ -28,8 +28,14 @@ CHUNK = "chunk"  # item, desc, done, total
 ITEM_DONE = "item_done"
 WARNING = "warning"  # item|None, message, (code)
 ERROR = "error"  # item|None, desc|None, kind, message
-BYE = "bye"  # ok, items_done, items_failed, exit_code
+BYE = "bye"  # ok, items_done, items_failed, exit_code, (retired: "idle")
 EVENT_NAMES = (HELLO, LOAD, ITEM_START, CHUNK, ITEM_DONE, WARNING, ERROR, BYE)
+
+# Batch workers (runner.py --inbox): the laptop keeps ``<job dir>/heartbeat`` fresh (its mtime)
+# every HEARTBEAT_S seconds while it follows the worker's events; a worker whose heartbeat
+# is older than ``settings.worker_idle_timeout`` retires (``bye`` with ``retired: idle``).
+HEARTBEAT_FILE = "heartbeat"
+HEARTBEAT_S = 20.0
 
 # Failure kinds and the exit code each maps to. One table for both sides: the payload
 # exits with it, the laptop CLI exits with the same number for the same failure.

@@ -22,6 +22,12 @@ Batch inbox protocol (``--inbox DIR``), for a worker that keeps its model loaded
    A file that is not a valid item gives an ``error`` event (kind ``bad_config``, item
    null, ``file`` = its name) and the worker goes on.
 4. The worker exits (``bye``) once ``DIR/CLOSE`` exists and no item file is left in DIR.
+5. Orphans: the laptop keeps ``DIR/../heartbeat`` fresh while it follows the events.
+   Between items and while waiting, a worker whose heartbeat (before the first one: the
+   moment the worker was ready to take items) is older than
+   ``settings.worker_idle_timeout`` seconds (0: never) retires: the item it ran is
+   finished, untaken items stay in DIR, a ``warning`` (code ``idle_timeout``), then ``bye``
+   with ``retired: "idle"`` and exit code 0 (unless an item failed before).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from .protocol import (
     BYE,
     CHUNK,
     ERROR,
+    HEARTBEAT_FILE,
     HELLO,
     ITEM_DONE,
     ITEM_START,
@@ -78,6 +85,8 @@ class Runner:
         self.events = events
         self.tally = Tally()
         self.engine: Engine | None = None
+        self.waiting_since = time.time()  # the idle clock's origin before any heartbeat
+        self.retired: str | None = None  # "idle" once the worker retired by itself
 
     # -- events -------------------------------------------------------------------------
     def error(self, kind: str, message: str, item: str | None = None,
@@ -202,10 +211,15 @@ class Runner:
 
     def run_inbox(self, inbox: str) -> None:
         """The batch worker loop (protocol in the module docstring)."""
-        taken = os.path.join(os.path.dirname(os.path.abspath(inbox)), "taken")
+        job_dir = os.path.dirname(os.path.abspath(inbox))
+        taken = os.path.join(job_dir, "taken")
+        heartbeat = os.path.join(job_dir, HEARTBEAT_FILE)
         os.makedirs(inbox, exist_ok=True)
         os.makedirs(taken, exist_ok=True)
+        self.waiting_since = time.time()  # ready for items: the worker's own start
         while True:
+            if self._orphaned(heartbeat):
+                return
             names = sorted(n for n in os.listdir(inbox)
                            if n.endswith(".json") and not n.startswith("."))
             if not names:
@@ -228,6 +242,24 @@ class Runner:
                 self.error("bad_config", f"inbox file {names[0]}: {exc}", file=names[0])
                 continue
             self.run_items([item])
+
+    def _orphaned(self, heartbeat: str) -> bool:
+        """Has the laptop been gone for ``worker_idle_timeout``? Then say so and retire."""
+        limit = self.settings.worker_idle_timeout
+        if not limit:
+            return False
+        try:
+            last = max(self.waiting_since, os.stat(heartbeat).st_mtime)
+        except FileNotFoundError:
+            last = self.waiting_since
+        idle = time.time() - last
+        if idle <= limit:
+            return False
+        self.retired = "idle"
+        self.warning(f"no heartbeat from the laptop for {idle:.0f} s (worker_idle_timeout "
+                     f"{limit:g} s): the worker retires; finished outputs stay for a resume",
+                     code="idle_timeout")
+        return True
 
 
 def run_job(manifest_path: str, events_path: str, inbox: str | None = None) -> int:
@@ -258,8 +290,9 @@ def run_job(manifest_path: str, events_path: str, inbox: str | None = None) -> i
             runner.error("interrupted", "the payload was stopped (signal); partial outputs removed")
         return tally.exit_code
     finally:
+        retired = {"retired": runner.retired} if runner and runner.retired else {}
         events.emit(BYE, ok=tally.first_error is None, items_done=tally.items_done,
-                    items_failed=tally.items_failed, exit_code=tally.exit_code)
+                    items_failed=tally.items_failed, exit_code=tally.exit_code, **retired)
         events.close()
 
 

@@ -10,6 +10,10 @@ Stereo (the model is mono). ``settings.stereo``:
   One model pass per chunk: the cost of a mono file.
 - ``channels``: every channel is separated on its own (more passes, keeps a panned source in
   place in the target). Both are exact to the sample in length.
+
+Rates: the model sees 48 kHz. What it never saw (above 24 kHz of a 96/192 kHz input, and
+what the 48 kHz round trip loses of any other rate) goes to the residual like the side
+signal (``audio_io.Unseen``), so ``target + residual`` is the input at its own rate.
 """
 
 from __future__ import annotations
@@ -75,9 +79,11 @@ class ItemSeparation:
             for job in self.jobs:
                 for stem, path in job.paths.items():
                     job.adders[stem] = OverlapAdd(plan, self.info.channels)
+                    unseen = (audio_io.Unseen(self.info, out_rate) if stem == "residual"
+                              and audio_io.Unseen.needed(self.info, out_rate) else None)
                     job.writers[stem] = audio_io.StreamWriter(
                         path, out_rate, self.info.channels, out_frames, self.settings.format,
-                        self.settings.subtype)
+                        self.settings.subtype, extra=unseen)
             self._stream(plan, batch_size)
             return {job.index: {stem: w.finish() for stem, w in job.writers.items()}
                     for job in self.jobs}

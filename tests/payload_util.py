@@ -59,6 +59,13 @@ def run_payload(job: Path, items: list[Item], settings: Settings | None = None,
     return proc.returncode, read_events(job / "events.jsonl"), proc
 
 
+def drop(inbox: Path, name: str, text: str) -> None:
+    """Put an item file into a worker's inbox atomically, as the protocol asks."""
+    tmp = inbox / f".{name}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, inbox / name)
+
+
 def read_events(path: Path) -> list[dict]:
     if not path.exists():
         return []

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from payload_util import of, read_events, standin_env, write_audio
+from payload_util import drop, of, read_events, standin_env, write_audio
 
 from remote_payload.manifest import Item, Manifest, Settings, item_to_json
-
-
-def drop(inbox: Path, name: str, text: str) -> None:
-    tmp = inbox / f".{name}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, inbox / name)  # atomic, as the protocol asks
 
 
 def test_worker_takes_items_in_order_and_exits_on_close(tmp_path: Path):

@@ -41,5 +41,8 @@ class WorkerOptions:
     liveness_every: float = 2.0  # check the worker pid after this long without events
     give_up_s: float = 60.0  # a host failing this long leaves the batch
     close_wait_s: float = 5.0  # at the end: time to close workers of hosts we lost touch with
+    # --worker-idle-timeout: a worker whose laptop is gone this long exits (None: the
+    # profile's worker_idle_timeout, else the payload's 900 s; 0: never).
+    idle_timeout: float | None = None
     # May an unprovisioned host be bootstrapped (--yes, a question)? Default: no, it fails.
     ready: ReadyOptions = field(default_factory=ReadyOptions)

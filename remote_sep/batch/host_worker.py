@@ -98,7 +98,8 @@ class HostWorker(threading.Thread):
                     self._started_ids.append(job_id)  # if the start fails half-way: retire it
                     self._worker_error = None
                     self.job = WorkerJob.start(host, self.profile, self.settings,
-                                               self.input_shas, job_id, self._provision())
+                                               self.input_shas, job_id, self._provision(),
+                                               idle_timeout=self.opts.idle_timeout)
                 else:
                     self.job.host = host
                 self.status.state, self.status.message = "running", None

@@ -10,6 +10,7 @@ Round trips are what a slow link costs, so every step moves many units at once:
   the sizes in their ``item_done`` events, sha256-checked, tmp + rename; big outputs by SFTP.
 - events come from a streaming ``tail -f`` (batch/pipe.py EventFeed), or by offset over SFTP.
 ``inbox/CLOSE`` ends the worker once the inbox is empty.
+The stream carries the worker's heartbeat (batch/heartbeat.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from remote_payload.manifest import Item, Manifest, item_to_json
+from remote_payload.manifest import (
+    DEFAULT_WORKER_IDLE_TIMEOUT,
+    Item,
+    Manifest,
+    item_to_json,
+)
 from remote_payload.protocol import ERROR, ITEM_DONE
+from remote_sep.batch import heartbeat
 from remote_sep.batch.pipe import Ewma
 from remote_sep.batch.plan import Unit
 from remote_sep.errors import TransferError
@@ -106,6 +113,9 @@ class WorkerJob:
         self.closed = False
         self._partial = b""  # bytes of an event line not yet complete (streamed reads)
         self._seq = 0
+        self.idle_timeout = DEFAULT_WORKER_IDLE_TIMEOUT  # the worker's, set by start()
+        self._stream_seen = time.monotonic()  # the stream (and its heartbeat) last spoke
+        self._touched = 0.0  # the heartbeat was last touched by hand (poll mode)
 
     @property
     def job_id(self) -> str:
@@ -114,15 +124,22 @@ class WorkerJob:
     @classmethod
     def start(cls, host: Any, profile: HostProfile, settings: dict[str, Any],
               input_shas: dict[Path, str], job_id: str,
-              provision: ReadyOptions | None = None) -> WorkerJob:
+              provision: ReadyOptions | None = None,
+              idle_timeout: float | None = None) -> WorkerJob:
         """Prepare the host (one round trip; a bootstrap first when it is not provisioned
-        and `provision` allows it), sync the payload if missing, start the worker."""
+        and `provision` allows it), sync the payload if missing, start the worker.
+        `idle_timeout` (--worker-idle-timeout) beats the profile's `worker_idle_timeout`;
+        it is no part of `settings`, which fingerprint the units' outputs."""
         # settings: the batch's requested fields; this host's profile fills in its defaults.
-        resolved = build_settings(profile, settings)
+        worker_settings = build_settings(profile, settings)
         ready = prepare(host, profile, provision)
         paths = layout.JobPaths(ready.base, job_id)
-        manifest = Manifest(job_id=paths.job_id, settings=resolved, items=[])
+        idle = idle_timeout if idle_timeout is not None else profile.worker_idle_timeout
+        if idle is not None:
+            worker_settings.worker_idle_timeout = float(idle)
+        manifest = Manifest(job_id=paths.job_id, settings=worker_settings, items=[])
         job = cls(host, profile, paths, 0, input_shas)
+        job.idle_timeout = worker_settings.worker_idle_timeout
         # The cache question travels beside the start (its own channel): one round trip less.
         asked = threading.Thread(target=job._check_cache_quietly, daemon=True)
         asked.start()
@@ -206,6 +223,8 @@ class WorkerJob:
     def add_data(self, data: bytes) -> None:
         """Streamed event bytes (they continue where the last ones stopped); called on the
         feed thread, so the uploader hears at once that the GPU's queue shrank."""
+        data = heartbeat.drop_beats(data)  # they are not in the events file
+        self._stream_seen = time.monotonic()
         if data:
             buffer = self._partial + data
             before = self.cursor.offset
@@ -214,11 +233,19 @@ class WorkerJob:
             self._arrived(events)
 
     def read_events(self) -> None:
-        """New events by one SFTP read from the cursor (no stream, or after one ended)."""
+        """New events by one SFTP read from the cursor (no stream, or after one ended).
+        Without a stream nothing beats for the worker: touch its heartbeat here, one
+        exec per beat interval (none while a stream spoke that recently)."""
         self._partial = b""
         data = self.host.read_bytes(self.paths.events, self.cursor.offset, READ_LIMIT)
         if data:
             self._arrived(layout.consume(self.cursor, data))
+        now = time.monotonic()
+        if now - max(self._stream_seen, self._touched) >= heartbeat.beat_interval(
+                self.idle_timeout):
+            self.host.run(heartbeat.touch_script(heartbeat.heartbeat_path(self.paths.dir)),
+                          check=False)
+            self._touched = now
 
     def _arrived(self, events: list[dict[str, Any]]) -> None:
         shrank = False
@@ -261,9 +288,9 @@ class WorkerJob:
         return result.exit_code == 0
 
     def follow_command(self) -> str:
-        """Stream events.jsonl from the cursor until the worker exits (GNU tail, inotify)."""
-        return (f"exec tail -c +{self.cursor.offset + 1} --pid={int(self.pid)} -s 0.1 -f "
-                f"{quote(self.paths.events)}")
+        """Stream events.jsonl from the cursor until the worker exits, with its heartbeat."""
+        return heartbeat.follow_script(self.paths.events, heartbeat.heartbeat_path(
+            self.paths.dir), self.cursor.offset, self.pid, self.idle_timeout)
 
     # --- pulling ----------------------------------------------------------------------
     def pull_many(self, todo: list[tuple[Unit, dict[str, Any]]],

@@ -66,6 +66,10 @@ def batch(
         "--seed", help="Random seed (same seed, same output).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help=(
         "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
+    worker_idle_timeout: Annotated[float | None, typer.Option(
+        "--worker-idle-timeout", min=0, metavar="SECONDS",
+        help="A host's worker exits once the laptop has been gone this long "
+             "(default: the host's worker_idle_timeout, else 900; 0: never).")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
@@ -120,7 +124,9 @@ def batch(
 
             ready = ready_options(yes=yes, pause=view.paused, say=say, model=model)
             report = run_batch(plan, fleet, settings, connect=connect, force=force,
-                               on_tick=view.tick, options=WorkerOptions(ready=ready))
+                               on_tick=view.tick,
+                               options=WorkerOptions(ready=ready,
+                                                     idle_timeout=worker_idle_timeout))
         if preview:
             _previews(report)
         _finish(report, as_json, command_line)

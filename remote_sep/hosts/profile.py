@@ -31,6 +31,7 @@ class HostProfile:
     model: str | None = None
     dtype: str | None = None
     chunk_seconds: float | None = None
+    worker_idle_timeout: float | None = None  # batch workers exit once orphaned this long
     # Remote environment additions (not secrets): PATH entries put first, HF_HOME.
     path_prepend: list[str] = field(default_factory=list)
     hf_home: str | None = None

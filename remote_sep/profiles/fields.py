@@ -52,6 +52,14 @@ def _positive(value: Any) -> float:
     return float(value)
 
 
+def _seconds_or_zero(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be 0 (never) or more")
+    return float(value)
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -92,6 +100,7 @@ FIELDS: dict[str, Field] = {
     "model": Field("a model name", _string),
     "dtype": Field("a dtype name", _string),
     "chunk_seconds": Field("seconds", _positive),
+    "worker_idle_timeout": Field("seconds (0: never)", _seconds_or_zero),
     "path_prepend": Field("a directory or list of directories", _string_list),
     "hf_home": Field("a remote directory", _string),
     "env": Field("a mapping", _env),

@@ -17,6 +17,10 @@ Only for tests: no weights, no network. The API mirrors the real package
   predict_spans=False)`` -> result with ``.target`` / ``.residual``: lists of 1-D tensors of
   ``frames * 1920`` samples each (longer than the input, like the real one), in the
   model's dtype. Noise comes from ``torch.randn_like`` when not given (seed the global RNG).
+- The real limits, with torch's own errors: the batch is reflect-padded to a whole latent
+  frame like the real codec (``codec.py`` ``_pad``), which raises ``RuntimeError`` when it
+  holds at most 960 samples; more than 10000 latent frames (400 s) in one pass raise the
+  ``RuntimeError`` of the real RoPE (``rope.py``, ``max_positions``).
 
 Behaviour, chosen by environment variables (read at each call):
 

@@ -16,6 +16,7 @@ from ._hub import require_checkpoint, resolve_config
 DFLT_ODE_OPT = {"method": "midpoint", "options": {"step_size": 2 / 32}}
 TAPS = 255  # odd: a centred ("same") FIR
 CUTOFF_HZ = 300.0
+MAX_POSITIONS = 10_000  # the DiT's RoPE table (TransformerConfig.max_positions)
 
 
 @dataclass
@@ -32,6 +33,20 @@ def _lowpass_kernel(sample_rate: int) -> torch.Tensor:
                        torch.sin(2 * math.pi * fc * n) / (math.pi * n))
     kernel = sinc * torch.hann_window(TAPS, periodic=False, dtype=torch.float64)
     return (kernel / kernel.sum()).float()
+
+
+def _codec_pad(wavs: torch.Tensor, hop: int) -> torch.Tensor:
+    """The real codec's ``_pad``: reflect up to a whole frame (torch's own error when the
+    batch holds no more than half a frame: "Padding size should be less than ...")."""
+    rest = wavs.size(-1) % hop
+    return torch.nn.functional.pad(wavs, (0, hop - rest), "reflect") if rest else wavs
+
+
+def _rope_positions(frames: int) -> None:
+    """The real RoPE multiplies by ``freqs_cis[:, :seqlen]``: past its table that is torch's
+    own "The size of tensor a (…) must match the size of tensor b (10000)" error."""
+    table = torch.zeros(1, MAX_POSITIONS, 1)
+    _ = torch.zeros(1, frames, 1) * table[:, :frames]
 
 
 class SAMAudio(torch.nn.Module):
@@ -78,8 +93,10 @@ class SAMAudio(torch.nn.Module):
                  predict_spans: bool = False) -> SeparationResult:
         audios = batch.audios
         bsz, _, length = audios.shape
-        frames = int(batch.sizes.max())
-        padded_len = frames * self.hop_length
+        padded = _codec_pad(audios, self.hop_length)
+        frames = padded.size(-1) // self.hop_length  # what the DiT sees (not batch.sizes)
+        _rope_positions(frames)
+        padded_len = padded.size(-1)
         limit = os.environ.get("SAM_STANDIN_OOM_ABOVE")
         if limit and bsz * padded_len * reranking_candidates > int(limit):
             raise torch.cuda.OutOfMemoryError(
@@ -91,7 +108,6 @@ class SAMAudio(torch.nn.Module):
         pause = float(os.environ.get("SAM_STANDIN_SECONDS_PER_SECOND", "0") or 0)
         if pause:
             time.sleep(pause * bsz * length / self.sample_rate)
-        padded = torch.nn.functional.pad(audios, (0, padded_len - length))
         if noise is None:
             noise = torch.randn(bsz * reranking_candidates, frames, 128,
                                 device=audios.device, dtype=audios.dtype)
