@@ -178,15 +178,19 @@ def test_batch_refuses_an_unwritable_out_dir_before_anything_runs(ssh_server, tm
     long_name = "{stem}_" + "x" * 240 + "_{role}.{ext}"
     with mounts.read_only(tmp_path / "ro") as ro:
         for out, extra, reason in [(ro, (), "Read-only file system"),
-                                   (ro / "sub", (), "Read-only file system"),
-                                   (tmp_path / "out", ("--name-template", long_name),
-                                    "File name too long")]:
+                                   (ro / "sub", (), "Read-only file system")]:
             result = CliRunner().invoke(app, batch_argv(tmp_path, hosts, out, *extra))
             assert result.exit_code == EXIT_CODES["output_unwritable"], result.output
             body = json.loads(result.stdout)
             assert body["error"]["kind"] == "output_unwritable"
             assert reason in body["error"]["message"] and "--out-dir" in body["error"]["hint"]
         assert os.listdir(ro) == []
+    # A name no folder can hold is refused even earlier, by the plan (bad_config).
+    result = CliRunner().invoke(app, batch_argv(tmp_path, hosts, tmp_path / "out",
+                                                "--name-template", long_name))
+    body = json.loads(result.stdout)
+    assert result.exit_code == EXIT_CODES["bad_config"] and "at most 240" in body["error"][
+        "message"]
     assert not (tmp_path / "remote" / "jobs").exists()  # no worker was started
 
 
