@@ -65,10 +65,13 @@ def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_
         assert not ready.payload_present and ready.cached_sha256 is None
         payload_sync.sync_payload(host, ready.base)
         payload_sync.sync_payload(host, ready.base)  # second sync: no error, same folder
-        (base / "cache" / "abc.wav").write_bytes(b"hello")
-        again = layout.prepare(host, profile, payload_sync.payload_hash(), "abc.wav")
+        sha = __import__("hashlib").sha256(b"hello").hexdigest()
+        (base / "cache" / f"{sha}.wav").write_bytes(b"hello")
+        again = layout.prepare(host, profile, payload_sync.payload_hash(), f"{sha}.wav", 5)
+        (base / "cache" / "abc.wav").write_bytes(b"hello")  # not what its name says
+        wrong = layout.prepare(host, profile, payload_sync.payload_hash(), "abc.wav", 5)
     assert again.payload_present
-    assert again.cached_sha256 == __import__("hashlib").sha256(b"hello").hexdigest()
+    assert again.cached_sha256 == sha and wrong.cached_sha256 is None
     folders = list((base / "payload").iterdir())
     assert [f.name for f in folders] == [payload_sync.payload_hash()]
     shipped = sorted(p.name for p in (folders[0] / "remote_payload").iterdir())

@@ -6,6 +6,7 @@ export and detaching behave the same; files are copied to a temp name and rename
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -25,8 +26,10 @@ from remote_sep.hosts.base import (
     sha256_file,
 )
 from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
+from remote_sep.hosts.space import disk_full
 
 CHUNK = 1 << 20
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 class LocalHost:
@@ -93,6 +96,8 @@ class LocalHost:
                         progress(done, total)
                 fout.flush()
                 os.fsync(fout.fileno())
+                if os.fstat(fout.fileno()).st_size != done:  # never rename a short copy
+                    raise OSError(errno.EIO, f"{tmp}: short write")
             shutil.copymode(src, tmp)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -100,10 +105,14 @@ class LocalHost:
         return digest.hexdigest(), tmp
 
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
-        target = self._p(remote)
+        local, target = Path(local), self._p(remote)
         try:
-            _, tmp = self._copy(Path(local), target, progress)
+            _, tmp = self._copy(local, target, progress)
         except OSError as exc:
+            if exc.errno in _NO_SPACE:  # like SSHHost: the host named, what did not fit
+                raise disk_full(self.name, f"the upload of {local.name}",
+                                need=local.stat().st_size, free=_free(target.parent),
+                                where=str(target.parent)) from None
             raise TransferError(f"upload to {remote} on {self.name}: {exc.strerror}") from None
         os.replace(tmp, target)
 
@@ -133,6 +142,12 @@ class LocalHost:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in _NO_SPACE:
+                raise disk_full(self.name, f"writing {target}", need=len(data),
+                                free=_free(target.parent), where=str(target.parent)) from None
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -157,6 +172,14 @@ class LocalHost:
 
     def mkdirs(self, remote: str, mode: int = 0o755) -> None:
         os.makedirs(self._p(remote), mode=mode, exist_ok=True)
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 class _ProcessStream:

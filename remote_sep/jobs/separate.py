@@ -154,13 +154,13 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     link = Link(profile, connect, notify=notify)
     record = None
     try:
-        ready = _ready_host(link, profile, cache_name, provision or ReadyOptions(),
-                            opts.model)
+        ready = _ready_host(link, profile, (cache_name, audio.stat().st_size),
+                            provision or ReadyOptions(), opts.model)
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
         remote_audio = cache_path(ready.base, sha, upload_extension(audio))
-        if ready.cached_sha256 != sha:
+        if ready.cached_sha256 != sha:  # absent, or not a whole copy: (re)upload
             def progress(done: int, total: int) -> None:
                 notify("transfer", {"name": audio.name, "done": done, "total": total})
             link.call(lambda h: h.put_file(audio, remote_audio, progress=progress))
@@ -197,14 +197,14 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     return _result(record, result, started, link)
 
 
-def _ready_host(link: Link, profile: HostProfile, cache_name: str, options: ReadyOptions,
-               model: str | None) -> RemoteReady:
+def _ready_host(link: Link, profile: HostProfile, cached: tuple[str, int],
+                options: ReadyOptions, model: str | None) -> RemoteReady:
     """prepare (which also reads the bootstrap stamp), bootstrapping first if allowed."""
     options = replace(options, model=options.model or model)
     # The bootstrap is not retried through the link: it may ask a question, and a bootstrap
     # cut short resumes by itself when simply run again.
     return prepare_ready(lambda: link.host, profile, options, lambda: link.call(
-        lambda h: prepare(h, profile, payload_hash(), cache_name)))
+        lambda h: prepare(h, profile, payload_hash(), *cached)))
 
 
 def run_attach(job_id: str, profile: HostProfile, out: str | None = None,

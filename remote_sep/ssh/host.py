@@ -14,6 +14,7 @@ OpenSSH close the channel), pipelined writes, prefetched reads into an 8 MiB win
 
 from __future__ import annotations
 
+import secrets
 import select
 import threading
 import time
@@ -31,12 +32,16 @@ from remote_sep.hosts.base import (
     check_result,
     detached_script,
     full_command,
+    parse_place_upload,
     parse_sha256_output,
+    place_upload_script,
     sha256_script,
+    tmp_name,
 )
 from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.space import did_not_fit, disk_full, disk_full_on_failure
 from remote_sep.ssh.dial import MAX_PACKET, WINDOW, connect_clients, server_host_key
-from remote_sep.ssh.transfer import download, read_range, upload, write_atomic
+from remote_sep.ssh.transfer import download, read_range, send_to_temp, write_atomic
 
 __all__ = ["Host", "RemoteCommandError", "RunResult", "SSHHost", "connect", "server_host_key"]
 
@@ -197,9 +202,36 @@ class SSHHost:
                 raise TransferError(f"{what} {path} on {self.name}: {reason}") from None
 
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
-        """Upload to a remote temp name, then rename over `remote` (never a partial file)."""
-        target = self.expand(remote)
-        self._sftp_op("upload to", target, lambda s: upload(s, Path(local), target, progress))
+        """Upload to a remote temp name; only once its size and sha256 on the host are what
+        was sent is it renamed over `remote` (one exec after the SFTP writes). A disk that
+        filled up raises DiskFull; nothing lands under `remote` then."""
+        local, target = Path(local), self.expand(remote)
+        tmp = tmp_name(target, secrets.token_hex(4))
+        what = f"the upload of {local.name}"
+        try:
+            size, sha = self._sftp_op("upload to", target,
+                                      lambda s: send_to_temp(s, local, tmp, progress))
+        except TransferError:
+            if local.is_file():  # a write the host refused: DiskFull when it was the disk
+                self._place(tmp, target, local.stat().st_size, None, what)
+            raise
+        self._place(tmp, target, size, sha, what)
+
+    def _place(self, tmp: str, target: str, size: int, sha: str | None, what: str) -> None:
+        placed, landed, free, got = parse_place_upload(
+            self.run(place_upload_script(tmp, target, size, sha)).stdout)
+        if placed:
+            return
+        folder = target.rpartition("/")[0] or "/"
+        if landed < size and did_not_fit(size, free):
+            raise disk_full(self.name, what, need=size, free=free, where=folder)
+        if sha is None:
+            return  # the sending failed for another reason: the caller raises that
+        if got:
+            raise TransferError(f"{what} to {self.name} arrived with sha256 {got}, expected "
+                                f"{sha}; it was not kept", hint="run the command again")
+        raise TransferError(f"{what} to {self.name} stopped at {max(landed, 0)} of {size} "
+                            "bytes; it was not kept", hint="run the command again")
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str:
@@ -211,7 +243,9 @@ class SSHHost:
     def write_bytes(self, remote: str, data: bytes, *, mode: int = 0o644) -> None:
         """Atomic small write; the mode is set before any data is written (for secrets)."""
         target = self.expand(remote)
-        self._sftp_op("write", target, lambda s: write_atomic(s, target, data, mode))
+        folder = target.rpartition("/")[0] or "/"
+        with disk_full_on_failure(self, folder, f"writing {target}", len(data)):
+            self._sftp_op("write", target, lambda s: write_atomic(s, target, data, mode))
 
     def read_bytes(self, remote: str, offset: int = 0, limit: int | None = None) -> bytes:
         source = self.expand(remote)
