@@ -101,6 +101,31 @@ def _load_known_hosts(into: paramiko.HostKeys, files: list[Path]) -> None:
                 into.add(name, entry.key.get_name(), entry.key)
 
 
+_PUBLIC_KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-")
+
+
+def _check_private_key(path: str, where: str) -> None:
+    """A key file that holds no private key fails here, by name: paramiko would call it a
+    failed handshake ("not a valid OPENSSH private key file"), which reads as a network
+    fault. Only the file's form is checked; paramiko still parses (and decrypts) it."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise AuthFailed(f"{where}: cannot read key file {path} ({exc.strerror})",
+                         hint="check `key` in hosts.yaml") from None
+    text = head.decode("ascii", "replace").lstrip()
+    if text.startswith("-----BEGIN ") and "PRIVATE KEY-----" in text.split("\n", 1)[0]:
+        return
+    public = text.startswith(_PUBLIC_KEY_TYPES) or text.startswith("---- BEGIN SSH2 PUBLIC")
+    what = "it is a public key" if public else "it holds no key paramiko can read"
+    raise AuthFailed(
+        f"{where}: key file {path}: this is not a private key ({what})",
+        hint=("point `key` in hosts.yaml at the private key, the file without .pub"
+              if public else "point `key` in hosts.yaml at an OpenSSH or PEM private key "
+              "(e.g. ~/.ssh/id_ed25519)"))
+
+
 @dataclasses.dataclass
 class _Hop:
     user: str
@@ -168,6 +193,8 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
     wanted = [os.path.expanduser(k) for k in hop.keys]
     keys = [k for k in wanted if os.path.isfile(k)]
     missing = [k for k in wanted if k not in keys]
+    for key in keys:
+        _check_private_key(key, f"{label} {user}@{host}")
     timeout = profile.connect_timeout
     trust_hint = f"check the fingerprint, then run `remote-sep hosts trust {profile.name}`"
     where = f"{label} ({known_hosts.host_key_name(host, port)})"
