@@ -32,7 +32,7 @@ from remote_sep.hosts import known_hosts
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.ssh.config import load_ssh_config
 
-__all__ = ["MAX_PACKET", "WINDOW", "connect_clients", "server_host_key"]
+__all__ = ["MAX_PACKET", "WINDOW", "connect_clients", "known_host_keys", "server_host_key"]
 
 KEEPALIVE_S = 15
 USER_TIMEOUT_MS = 15_000  # unacknowledged data older than this kills the link (dead peer)
@@ -266,6 +266,15 @@ def _connect_hops(profile: HostProfile, hops: list[_Hop]) -> list[paramiko.SSHCl
             client.close()
         raise
     return clients
+
+
+def known_host_keys(profile: HostProfile) -> list[tuple[str, str]]:
+    """(keytype, base64) of every key the profile's known_hosts files hold for its host
+    (plain and hashed entries, `[host]:port` names), as the connect check sees them."""
+    keys = paramiko.HostKeys()
+    _load_known_hosts(keys, known_hosts.known_hosts_files(profile))
+    found = keys.lookup(known_hosts.host_key_name(profile.address, profile.port)) or {}
+    return [(keytype, key.get_base64()) for keytype, key in found.items()]
 
 
 def server_host_key(profile: HostProfile) -> tuple[str, bytes]:
