@@ -52,6 +52,39 @@ def test_prepare_reports_missing_interpreter_with_bootstrap_hint(tmp_path):
         layout.prepare(host, missing, payload_sync.payload_hash(), None)
 
 
+def unrunnable_pythons(folder: Path) -> dict[str, Path]:
+    """Interpreters that exist but cannot start: no x bit, another CPU's binary, a #! line
+    naming a missing interpreter."""
+    import platform
+    import shutil
+
+    folder.mkdir()
+    plain = folder / "python-noexec"
+    plain.write_text("#!/bin/sh\necho hi\n")
+    foreign = folder / "python-foreign-arch"
+    shutil.copy(shutil.which("true"), foreign)
+    with open(foreign, "r+b") as handle:  # ELF e_machine: aarch64 here, x86-64 elsewhere
+        handle.seek(18)
+        handle.write((0xB7 if platform.machine() == "x86_64" else 0x3E).to_bytes(2, "little"))
+    broken = folder / "python-bad-shebang"
+    broken.write_text("#!/no/such/interpreter\n")
+    broken.chmod(0o755)
+    return {"Permission denied": plain, "Exec format error": foreign,
+            "#! line": broken}
+
+
+@pytest.mark.parametrize("problem", ["Permission denied", "Exec format error", "#! line"])
+def test_prepare_says_a_profile_python_that_exists_cannot_be_run(tmp_path, problem):
+    python = unrunnable_pythons(tmp_path / "bin")[problem]
+    host = LocalHost(local_profile(tmp_path))
+    profile = HostProfile(name="gpu9", path=str(tmp_path / "base"), python=str(python))
+    with pytest.raises(NotProvisioned) as err:
+        layout.prepare(host, profile, payload_sync.payload_hash(), None)
+    message = str(err.value)
+    assert f"{python}' exists but cannot be run" in message and problem in message
+    assert "not found on the host" not in message and "hosts.yaml" in err.value.hint
+
+
 def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_path):
     base = tmp_path / "remote base's $(x)"
     (base / "venv" / "bin").mkdir(parents=True)
