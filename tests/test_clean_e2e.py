@@ -189,9 +189,10 @@ def test_clean_cache_removes_stale_upload_temps_never_one_in_flight(remote):
     writer = subprocess.Popen(["sleep", "60"], stdout=open(held, "ab"))  # noqa: SIM115
     old = cache / name  # a whole cached file with its marker: both go
     old.write_bytes(b"w" * 100)
-    (cache / ".verified").mkdir()
-    (cache / ".verified" / name).write_text("marker\n")
-    (cache / ".verified" / ("e" * 64 + ".wav")).write_text("orphan\n")
+    markers = base / "cache-verified"
+    markers.mkdir()
+    (markers / name).write_text("marker\n")
+    (markers / ("e" * 64 + ".wav")).write_text("orphan\n")
     age(old, 30)
     try:
         result, body = invoke(hosts)  # no --cache: temps are cache business
@@ -205,7 +206,7 @@ def test_clean_cache_removes_stale_upload_temps_never_one_in_flight(remote):
     assert body["result"]["counts"] == {"job": 0, "cache": 1, "payload": 0, "part": 1}
     assert body["result"]["kept"]["upload in progress"] == 1
     assert body["result"]["kept"]["in use at delete time"] == 1  # the one a process writes
-    assert not old.exists() and list((cache / ".verified").iterdir()) == []
+    assert not old.exists() and list(markers.iterdir()) == []
 
 
 def start_worker(tmp_path: Path, ignore_term: bool) -> subprocess.Popen:

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 from remote_sep.hosts.shell import quote
 
-VERIFIED_DIR = ".verified"  # markers of files already hashed (see CACHE_OK_FN)
+VERIFIED_DIR = "cache-verified"  # P/cache-verified/<name>: markers (see CACHE_OK_FN)
 
 # "Is this cache file a whole copy?" Its name is its sha256 (`<sha256><ext>`): the size must
 # be the one the laptop has, and the content must hash to the name. Hashing a big file on
-# every use is slow, so a verified file gets a marker `cache/.verified/<name>` holding its
+# every use is slow, so a verified file gets a marker `P/cache-verified/<name>` holding its
 # size, inode, mtime and ctime (to the nanosecond); while those stay the same the hash is
 # not redone. A file replaced, rewritten or cut short since is hashed again.
 CACHE_OK_FN = (
     "cache_ok() {\n"  # $1: cache file path, $2: expected size in bytes or -
     "  st=$(stat -c '%s %i %y %z' -- \"$1\" 2>/dev/null) || return 1\n"
     "  [ \"$2\" = - ] || [ \"${st%% *}\" = \"$2\" ] || return 1\n"
-    "  n=${1##*/}; m=${1%/*}/@V@/$n\n"
+    "  n=${1##*/}; v=${1%/*}; v=${v%/*}/@V@; m=$v/$n\n"
     "  [ \"$(cat -- \"$m\" 2>/dev/null)\" = \"$st\" ] && return 0\n"
     "  [ \"$(sha256sum < \"$1\" | cut -d' ' -f1)\" = \"${n%%.*}\" ] || return 1\n"
     # the marker is a shortcut only: on a full disk it is simply not written
-    "  { mkdir -p -- \"${1%/*}/@V@\" && printf '%s\\n' \"$st\" > \"$m.$$\" &&\n"
+    "  { mkdir -p -- \"$v\" && printf '%s\\n' \"$st\" > \"$m.$$\" &&\n"
     "    mv -f -- \"$m.$$\" \"$m\"; } 2>/dev/null || rm -f -- \"$m.$$\"\n"
     "  return 0\n"
     "}\n"

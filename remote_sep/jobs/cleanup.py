@@ -7,7 +7,7 @@ What goes (see docs/separate.md):
   limit, and it is not an unfinished batch worker (no ``bye`` yet: a batch resume may still
   collect from it).
 - with ``cache``: ``P/cache/*`` files not modified for the limit and not named by a running
-  job (with their ``.verified`` markers), and ``P/payload/<hash>/`` folders older than the
+  job (with their ``P/cache-verified`` markers), and ``P/payload/<hash>/`` folders older than the
   limit except the newest and the one this laptop uses; also the temp files of interrupted
   uploads (``P/cache/.<name>.part-*``) once not written for an hour and open in no process,
   whatever the limit (a temp file is never a finished upload). ``P/venv`` is never touched.
@@ -187,14 +187,14 @@ def delete_script(profile: HostProfile, targets: list[Target]) -> str:
             guard = f"open_now {path}"
         else:
             guard = "false"
-        marker = (f' "$B"/cache/{VERIFIED_DIR}/{quote(target.name)}'
+        marker = (f' "$B"/{VERIFIED_DIR}/{quote(target.name)}'
                   if target.kind == "cache" else "")
         lines.append(
             f"if {guard}; then {keep}; elif [ -e {path} ]; then "
             f"s=$(du -sk {path} | cut -f1); rm -rf -- {path}{marker} && "
             f"printf 'removed\\t%s\\t%s\\n' {tag} \"$s\"; fi")
     if any(t.kind == "cache" for t in targets):  # markers whose file went another way
-        lines.append(f'for m in "$B"/cache/{VERIFIED_DIR}/*; do [ -f "$m" ] || continue; '
+        lines.append(f'for m in "$B"/{VERIFIED_DIR}/*; do [ -f "$m" ] || continue; '
                      '[ -e "$B/cache/${m##*/}" ] || rm -f -- "$m"; done')
     return "\n".join(lines) + "\n"
 

@@ -151,7 +151,7 @@ def test_a_verified_cache_file_cut_short_later_is_no_longer_a_hit(tmp_path):
         return ready.cached_sha256 == sha256(audio)
 
     assert hit() and hit()  # the first hashes it and leaves the marker, the second trusts it
-    assert (cached.parent / ".verified" / cached.name).exists()
+    assert (tmp_path / "remote" / "cache-verified" / cached.name).exists()
     with open(cached, "r+b") as handle:  # cut short in place: same inode
         handle.truncate(len(whole) - 100)
     assert not hit()
