@@ -11,11 +11,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from remote_sep.errors import RemoteSepError
 from remote_sep.hosts.shell import quote, quote_argv
-from remote_sep.hosts.space import free_bytes_script, parse_free
+
+if TYPE_CHECKING:
+    from remote_sep.hosts.landing import Landing
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -68,6 +70,8 @@ class Host(Protocol):
     def start_detached(self, argv: Sequence[str], *, cwd: str, log: str, pid_file: str,
                        env: Mapping[str, str] | None = None) -> int: ...
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None: ...
+    def send_file(self, local: Path, remote: str, *,
+                  progress: Progress | None = None) -> Landing: ...
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str: ...
     def write_bytes(self, remote: str, data: bytes, *, mode: int = 0o644) -> None: ...
@@ -135,42 +139,6 @@ def sha256_script(path: str) -> str:
         f"elif command -v sha256sum >/dev/null 2>&1; then sha256sum < {q}; "
         f"else python3 -c {quote(py)} {q}; fi"
     )
-
-
-def place_upload_script(tmp: str, final: str, size: int, sha256: str | None) -> str:
-    """One exec after an SFTP upload to TMP: only when what landed has SIZE bytes and the
-    SHA256 hashed while sending is it renamed to FINAL; else TMP is removed. (paramiko drops
-    the error replies of pipelined writes: a disk that filled up mid-upload leaves a short
-    file and no error.) SHA256 None: the sending failed, just remove TMP. Prints `ok`, or
-    `landed <bytes or -1> <free bytes>` (plus `sha <hex>` when the size was right)."""
-    t, f = quote(tmp), quote(final)
-    folder = final.rpartition("/")[0] or "."
-    lines = [f's=$(stat -c %s -- {t} 2>/dev/null || echo -1)']
-    if sha256 is not None:
-        lines += [
-            f'if [ "$s" = {int(size)} ]; then',
-            f'  h=$({{ {sha256_script(tmp)}; }} | cut -d" " -f1)',
-            f'  if [ "$h" = {quote(sha256.lower())} ] && mv -f -- {t} {f}; then',
-            "    echo ok; exit 0",
-            "  fi",
-            '  printf "sha %s\n" "$h"',
-            "fi",
-        ]
-    lines += [f"rm -f -- {t}",
-              f'printf "landed %s %s\n" "$s" "$({free_bytes_script(folder)})"']
-    return "\n".join(lines) + "\n"
-
-
-def parse_place_upload(out: bytes) -> tuple[bool, int, int | None, str | None]:
-    """place_upload_script's answer -> (placed, bytes that had landed, free bytes, sha256
-    of what landed when its size was right)."""
-    words = dict((line.split(" ", 1) + [""])[:2] for line in
-                 out.decode("ascii", "replace").splitlines() if line.strip())
-    if "ok" in words:
-        return True, -1, None, None
-    landed, _, free = words.get("landed", "-1").partition(" ")
-    return (False, int(landed) if landed.lstrip("-").isdigit() else -1, parse_free(free),
-            words.get("sha") or None)
 
 
 def parse_sha256_output(out: bytes) -> str | None:

@@ -25,6 +25,7 @@ from remote_sep.hosts.base import (
     full_command,
     sha256_file,
 )
+from remote_sep.hosts.landing import Landing
 from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
 from remote_sep.hosts.space import disk_full
 
@@ -105,16 +106,22 @@ class LocalHost:
         return digest.hexdigest(), tmp
 
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
+        landing = self.send_file(local, remote, progress=progress)
+        os.replace(landing.tmp, landing.final)  # _copy checked what it wrote
+
+    def send_file(self, local: Path, remote: str, *,
+                  progress: Progress | None = None) -> Landing:
+        """Like SSHHost.send_file: the temp copy made (size checked), not yet renamed."""
         local, target = Path(local), self._p(remote)
+        what = f"the upload of {local.name}"
         try:
-            _, tmp = self._copy(local, target, progress)
+            sha, tmp = self._copy(local, target, progress)
         except OSError as exc:
             if exc.errno in _NO_SPACE:  # like SSHHost: the host named, what did not fit
-                raise disk_full(self.name, f"the upload of {local.name}",
-                                need=local.stat().st_size, free=_free(target.parent),
-                                where=str(target.parent)) from None
+                raise disk_full(self.name, what, need=local.stat().st_size,
+                                free=_free(target.parent), where=str(target.parent)) from None
             raise TransferError(f"upload to {remote} on {self.name}: {exc.strerror}") from None
-        os.replace(tmp, target)
+        return Landing(self.name, str(tmp), str(target), tmp.stat().st_size, sha, what)
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remote_payload.protocol import LineBuffer, parse_event_line
-from remote_sep.errors import NotProvisioned
+from remote_sep.errors import NotProvisioned, TransferError
+from remote_sep.hosts.landing import PLACED, Landing
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import export_lines, quote, quote_argv, remote_path_expr
 from remote_sep.hosts.space import disk_full_on_failure
@@ -200,12 +201,22 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
 
 def start_and_poll(host, profile: HostProfile, paths: JobPaths, manifest_json: str,
                    python: str, payload_dir: str, cursor: Cursor,
-                   wait_s: float = POLL_WAIT_S) -> tuple[int, Poll]:
-    """Start the job and long-poll its first events in the same round trip."""
+                   wait_s: float = POLL_WAIT_S,
+                   landing: Landing | None = None) -> tuple[int, Poll]:
+    """Start the job and long-poll its first events in the same round trip. `landing`:
+    the job's input, sent to a temp name (Host.send_file); it is checked and renamed
+    first, and nothing starts unless it is whole (DiskFull / TransferError)."""
     script = start_script(profile, paths, python, payload_dir).replace(
         "echo $!\n", 'P=$!; echo "$P"\n') + "set +e\n" + poll_script(paths, "$P", 0, wait_s)
+    if landing is not None:
+        script = landing.script() + script
     with _job_files(host, paths, manifest_json):
         raw = _bytes(host.run(script, stdin=manifest_json.encode()).stdout)
+    if landing is not None:
+        placed, _, raw = raw.partition(b"\n")
+        if placed.strip() != PLACED.encode():
+            landing.check(placed + b"\n" + raw)
+            raise TransferError(f"{landing.what} to {host.name} was not placed")  # unreachable
     pid_line, _, rest = raw.partition(b"\n")
     return int(pid_line), _parse_poll(cursor, rest)
 

@@ -160,10 +160,12 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
         remote_audio = cache_path(ready.base, sha, upload_extension(audio))
+        landing = None
         if ready.cached_sha256 != sha:  # absent, or not a whole copy: (re)upload
             def progress(done: int, total: int) -> None:
                 notify("transfer", {"name": audio.name, "done": done, "total": total})
-            link.call(lambda h: h.put_file(audio, remote_audio, progress=progress))
+            # to a temp name; the start's round trip checks and renames it (no extra one)
+            landing = link.call(lambda h: h.send_file(audio, remote_audio, progress=progress))
         else:
             notify("status", {"message": f"{audio.name} already on the host (cached)"})
         job_id = new_job_id()
@@ -180,7 +182,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         # Not retried: after a lost link we could not tell whether it started twice.
         cursor = Cursor()
         record.pid, first = start_and_poll(link.host, profile, paths, manifest.to_json(),
-                                           ready.python, payload_dir(ready.base), cursor)
+                                           ready.python, payload_dir(ready.base), cursor,
+                                           landing=landing)
         records.save(record)
         notify("status", {"message": f"job {job_id} started on {profile.name}"})
         result = follow_job(link, record, cursor, notify, first_poll=first)

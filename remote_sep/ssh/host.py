@@ -32,14 +32,13 @@ from remote_sep.hosts.base import (
     check_result,
     detached_script,
     full_command,
-    parse_place_upload,
     parse_sha256_output,
-    place_upload_script,
     sha256_script,
     tmp_name,
 )
+from remote_sep.hosts.landing import Landing
 from remote_sep.hosts.profile import HostProfile
-from remote_sep.hosts.space import did_not_fit, disk_full, disk_full_on_failure
+from remote_sep.hosts.space import disk_full_on_failure
 from remote_sep.ssh.dial import MAX_PACKET, WINDOW, connect_clients, server_host_key
 from remote_sep.ssh.transfer import download, read_range, send_to_temp, write_atomic
 
@@ -205,6 +204,14 @@ class SSHHost:
         """Upload to a remote temp name; only once its size and sha256 on the host are what
         was sent is it renamed over `remote` (one exec after the SFTP writes). A disk that
         filled up raises DiskFull; nothing lands under `remote` then."""
+        landing = self.send_file(local, remote, progress=progress)
+        landing.check(self.run(landing.script()).stdout)
+
+    def send_file(self, local: Path, remote: str, *,
+                  progress: Progress | None = None) -> Landing:
+        """The SFTP part of put_file: `remote`'s temp name written, NOT renamed; the caller
+        runs `landing.script()` on this host (alone, or at the head of a script of its
+        own) and hands its output to `landing.check`."""
         local, target = Path(local), self.expand(remote)
         tmp = tmp_name(target, secrets.token_hex(4))
         what = f"the upload of {local.name}"
@@ -213,25 +220,10 @@ class SSHHost:
                                       lambda s: send_to_temp(s, local, tmp, progress))
         except TransferError:
             if local.is_file():  # a write the host refused: DiskFull when it was the disk
-                self._place(tmp, target, local.stat().st_size, None, what)
+                failed = Landing(self.name, tmp, target, local.stat().st_size, None, what)
+                failed.check(self.run(failed.script()).stdout)
             raise
-        self._place(tmp, target, size, sha, what)
-
-    def _place(self, tmp: str, target: str, size: int, sha: str | None, what: str) -> None:
-        placed, landed, free, got = parse_place_upload(
-            self.run(place_upload_script(tmp, target, size, sha)).stdout)
-        if placed:
-            return
-        folder = target.rpartition("/")[0] or "/"
-        if landed < size and did_not_fit(size, free):
-            raise disk_full(self.name, what, need=size, free=free, where=folder)
-        if sha is None:
-            return  # the sending failed for another reason: the caller raises that
-        if got:
-            raise TransferError(f"{what} to {self.name} arrived with sha256 {got}, expected "
-                                f"{sha}; it was not kept", hint="run the command again")
-        raise TransferError(f"{what} to {self.name} stopped at {max(landed, 0)} of {size} "
-                            "bytes; it was not kept", hint="run the command again")
+        return Landing(self.name, tmp, target, size, sha, what)
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str:
