@@ -164,7 +164,8 @@ class WorkerJob:
             if size <= INLINE_MAX and inline_bytes + size <= BUNDLE_MAX:
                 inline[name], inline_bytes = unit.input, inline_bytes + size
             else:
-                self.host.put_file(unit.input, f"{self.paths.base}/cache/{name}")
+                self.host.put_file(unit.input, f"{self.paths.base}/cache/{name}",
+                                   sha256=self.input_shas[unit.input])
                 self.cached.add(name)
         sums: list[str] = []  # sha256sum -c lines: the host checks every file before use
         with tarfile.open(fileobj=bundle, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remote_sep.errors import TransferError
-from remote_sep.hosts.base import sha256_script
+from remote_sep.hosts.base import FAST_SHA256_FN
 from remote_sep.hosts.shell import quote
 from remote_sep.hosts.space import did_not_fit, disk_full, free_bytes_script, parse_free
 
@@ -39,11 +39,11 @@ class Landing:
         `sha <hex>` when only the content was wrong) and `exit 0`, so that nothing after
         these lines runs."""
         t, f = quote(self.tmp), quote(self.final)
-        lines = [f"s=$(stat -c %s -- {t} 2>/dev/null || echo -1); h=''"]
+        lines = [FAST_SHA256_FN.rstrip("\n"),
+                 f"s=$(stat -c %s -- {t} 2>/dev/null || echo -1); h=''"]
         if self.sha256 is not None:
             lines += [
-                f'if [ "$s" = {int(self.size)} ]; then '
-                f'h=$({{ {sha256_script(self.tmp)}; }} | cut -d" " -f1); fi',
+                f'if [ "$s" = {int(self.size)} ]; then h=$(sha256_of {t}); fi',
                 f'if [ -n "$h" ] && [ "$h" = {quote(self.sha256.lower())} ] && '
                 f"mv -f -- {t} {f}; then echo {PLACED}",
                 "else",

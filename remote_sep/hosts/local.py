@@ -105,23 +105,29 @@ class LocalHost:
             raise
         return digest.hexdigest(), tmp
 
-    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
-        landing = self.send_file(local, remote, progress=progress)
+    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                 sha256: str | None = None) -> None:
+        landing = self.send_file(local, remote, progress=progress, sha256=sha256)
         os.replace(landing.tmp, landing.final)  # _copy checked what it wrote
 
-    def send_file(self, local: Path, remote: str, *,
-                  progress: Progress | None = None) -> Landing:
-        """Like SSHHost.send_file: the temp copy made (size checked), not yet renamed."""
+    def send_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                  sha256: str | None = None) -> Landing:
+        """Like SSHHost.send_file: the temp copy made (size and, with `sha256`, content
+        checked), not yet renamed."""
         local, target = Path(local), self._p(remote)
         what = f"the upload of {local.name}"
         try:
-            sha, tmp = self._copy(local, target, progress)
+            copied, tmp = self._copy(local, target, progress)
         except OSError as exc:
             if exc.errno in _NO_SPACE:  # like SSHHost: the host named, what did not fit
                 raise disk_full(self.name, what, need=local.stat().st_size,
                                 free=_free(target.parent), where=str(target.parent)) from None
             raise TransferError(f"upload to {remote} on {self.name}: {exc.strerror}") from None
-        return Landing(self.name, str(tmp), str(target), tmp.stat().st_size, sha, what)
+        if sha256 and copied != sha256.lower():
+            tmp.unlink(missing_ok=True)
+            raise TransferError(f"{what}: the file changed since it was hashed; it was not "
+                                "kept", hint="run the command again")
+        return Landing(self.name, str(tmp), str(target), tmp.stat().st_size, copied, what)
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str:

@@ -9,6 +9,7 @@ beside them, which `remote-sep clean --cache` removes once stale (jobs/cleanup.p
 
 from __future__ import annotations
 
+from remote_sep.hosts.base import FAST_SHA256_FN
 from remote_sep.hosts.shell import quote
 
 VERIFIED_DIR = "cache-verified"  # P/cache-verified/<name>: markers (see CACHE_OK_FN)
@@ -18,13 +19,13 @@ VERIFIED_DIR = "cache-verified"  # P/cache-verified/<name>: markers (see CACHE_O
 # every use is slow, so a verified file gets a marker `P/cache-verified/<name>` holding its
 # size, inode, mtime and ctime (to the nanosecond); while those stay the same the hash is
 # not redone. A file replaced, rewritten or cut short since is hashed again.
-CACHE_OK_FN = (
+CACHE_OK_FN = FAST_SHA256_FN + (
     "cache_ok() {\n"  # $1: cache file path, $2: expected size in bytes or -
     "  st=$(stat -c '%s %i %y %z' -- \"$1\" 2>/dev/null) || return 1\n"
     "  [ \"$2\" = - ] || [ \"${st%% *}\" = \"$2\" ] || return 1\n"
     "  n=${1##*/}; v=${1%/*}; v=${v%/*}/@V@; m=$v/$n\n"
     "  [ \"$(cat -- \"$m\" 2>/dev/null)\" = \"$st\" ] && return 0\n"
-    "  [ \"$(sha256sum < \"$1\" | cut -d' ' -f1)\" = \"${n%%.*}\" ] || return 1\n"
+    "  [ \"$(sha256_of \"$1\")\" = \"${n%%.*}\" ] || return 1\n"
     # the marker is a shortcut only: on a full disk it is simply not written
     "  { mkdir -p -- \"$v\" && printf '%s\\n' \"$st\" > \"$m.$$\" &&\n"
     "    mv -f -- \"$m.$$\" \"$m\"; } 2>/dev/null || rm -f -- \"$m.$$\"\n"

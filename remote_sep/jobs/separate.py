@@ -165,7 +165,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
             def progress(done: int, total: int) -> None:
                 notify("transfer", {"name": audio.name, "done": done, "total": total})
             # to a temp name; the start's round trip checks and renames it (no extra one)
-            landing = link.call(lambda h: h.send_file(audio, remote_audio, progress=progress))
+            landing = link.call(lambda h: h.send_file(audio, remote_audio,
+                                                       progress=progress, sha256=sha))
         else:
             notify("status", {"message": f"{audio.name} already on the host (cached)"})
         job_id = new_job_id()

@@ -200,15 +200,17 @@ class SSHHost:
                 reason = exc.strerror or str(exc)
                 raise TransferError(f"{what} {path} on {self.name}: {reason}") from None
 
-    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
+    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                 sha256: str | None = None) -> None:
         """Upload to a remote temp name; only once its size and sha256 on the host are what
         was sent is it renamed over `remote` (one exec after the SFTP writes). A disk that
-        filled up raises DiskFull; nothing lands under `remote` then."""
-        landing = self.send_file(local, remote, progress=progress)
+        filled up raises DiskFull; nothing lands under `remote` then. `sha256`: LOCAL's, when
+        the caller knows it (saves hashing it again while sending)."""
+        landing = self.send_file(local, remote, progress=progress, sha256=sha256)
         landing.check(self.run(landing.script()).stdout)
 
-    def send_file(self, local: Path, remote: str, *,
-                  progress: Progress | None = None) -> Landing:
+    def send_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                  sha256: str | None = None) -> Landing:
         """The SFTP part of put_file: `remote`'s temp name written, NOT renamed; the caller
         runs `landing.script()` on this host (alone, or at the head of a script of its
         own) and hands its output to `landing.check`."""
@@ -217,7 +219,7 @@ class SSHHost:
         what = f"the upload of {local.name}"
         try:
             size, sha = self._sftp_op("upload to", target,
-                                      lambda s: send_to_temp(s, local, tmp, progress))
+                                      lambda s: send_to_temp(s, local, tmp, progress, sha256))
         except TransferError:
             if local.is_file():  # a write the host refused: DiskFull when it was the disk
                 failed = Landing(self.name, tmp, target, local.stat().st_size, None, what)

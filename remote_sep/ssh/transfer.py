@@ -32,12 +32,15 @@ def _remove_quietly(sftp, path: str) -> None:
         pass
 
 
-def send_to_temp(sftp, local: Path, tmp: str, progress: Progress | None) -> tuple[int, str]:
+def send_to_temp(sftp, local: Path, tmp: str, progress: Progress | None,
+                 known_sha256: str | None = None) -> tuple[int, str]:
     """Pipelined 255 KiB writes of LOCAL to the remote temp name TMP; returns (bytes sent,
-    their sha256), hashed while sending. paramiko drops the error replies of pipelined
-    writes, so nothing here proves the bytes landed: the caller checks TMP's size and
-    sha256 on the host before renaming it (hosts/base.py place_upload_script)."""
-    digest = hashlib.sha256()
+    their sha256): hashed while sending, or KNOWN_SHA256 when the caller already hashed
+    LOCAL (then a file that changed since simply fails the check on the host). paramiko
+    drops the error replies of pipelined writes, so nothing here proves the bytes landed:
+    the caller checks TMP's size and sha256 on the host before renaming it
+    (hosts/landing.py)."""
+    digest = None if known_sha256 else hashlib.sha256()
     done = 0
     try:
         with open(local, "rb") as src:
@@ -47,7 +50,8 @@ def send_to_temp(sftp, local: Path, tmp: str, progress: Progress | None) -> tupl
                 dst.set_pipelined(True)
                 while block := src.read(REQUEST):
                     dst.write(block)
-                    digest.update(block)
+                    if digest is not None:
+                        digest.update(block)
                     done += len(block)
                     if progress:
                         progress(done, total)
@@ -56,7 +60,7 @@ def send_to_temp(sftp, local: Path, tmp: str, progress: Progress | None) -> tupl
         raise
     if progress and total == 0:
         progress(0, 0)
-    return done, digest.hexdigest()
+    return done, known_sha256 or digest.hexdigest()
 
 
 def download(sftp, remote: str, local: Path, expected_sha256: str | None,
