@@ -216,6 +216,54 @@ def test_trust_declined_writes_nothing(tmp_path: Path, ssh_server) -> None:
 
 
 @pytest.mark.e2e
+def test_trust_of_a_changed_key_says_so_loudly_and_needs_a_terminal_or_yes(
+        tmp_path: Path, ssh_server) -> None:
+    from sshd import keygen
+
+    from remote_sep.hosts.known_hosts import fingerprint
+
+    stale = keygen(tmp_path / "stale").with_suffix(".pub").read_text().split()
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{ssh_server.port} {stale[0]} {stale[1]}\n")
+    before = known.read_text()
+    write_hosts_file(tmp_path / "hosts.yaml", {"box": profile_for(
+        ssh_server, tmp_path / "base", known_hosts=str(known))})
+    old_fp = fingerprint(stale[1])
+    new_fp = fingerprint(ssh_server.known_hosts_line().split()[2])
+
+    code, out, err = cli("hosts", "trust", "box", input="n\n")
+    assert code == 0 and "CHANGED" in err and old_fp in err and new_fp in err
+    assert err.index("CHANGED") < err.index("Replace the old key")  # told before asked
+    assert "nothing written" in err and known.read_text() == before
+
+    code, out, err = cli("hosts", "trust", "box")  # no terminal, no answer
+    assert code == 8 and "Aborted" not in out + err
+    assert "no terminal" in err and "remote-sep hosts trust box --yes" in err
+    assert known.read_text() == before
+
+    result = CliRunner().invoke(app, ["hosts", "trust", "box", "--yes", "--json"])
+    body = json.loads(result.stdout)["result"]
+    assert result.exit_code == 0 and "CHANGED" in result.stderr  # loud even with --yes
+    assert body["changed"] and body["added"] and body["old_fingerprints"] == [
+        f"{stale[0]} {old_fp}"]
+    assert known.read_text().split() == ssh_server.known_hosts_line().split()
+
+    code, out, err = cli("hosts", "trust", "box")  # trusted now: nothing to ask
+    assert code == 0 and "already trusted" in err
+
+
+@pytest.mark.e2e
+def test_trust_of_a_new_key_without_a_terminal_asks_for_yes(tmp_path: Path,
+                                                           ssh_server) -> None:
+    known = tmp_path / "known_hosts"
+    write_hosts_file(tmp_path / "hosts.yaml", {"box": profile_for(
+        ssh_server, tmp_path / "base", known_hosts=str(known))})
+    code, body = cli_json("hosts", "trust", "box")
+    assert code == 8 and body["error"]["kind"] == "host_key"
+    assert "--yes" in body["error"]["hint"] and not known.exists()
+
+
+@pytest.mark.e2e
 def test_bare_ssh_config_alias_connects(tmp_path: Path, ssh_server, monkeypatch) -> None:
     """No hosts.yaml at all: HostName/User/Port/IdentityFile/UserKnownHostsFile come from
     ssh_config, and `--host`-style names resolve through it."""

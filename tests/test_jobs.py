@@ -52,6 +52,39 @@ def test_prepare_reports_missing_interpreter_with_bootstrap_hint(tmp_path):
         layout.prepare(host, missing, payload_sync.payload_hash(), None)
 
 
+def unrunnable_pythons(folder: Path) -> dict[str, Path]:
+    """Interpreters that exist but cannot start: no x bit, another CPU's binary, a #! line
+    naming a missing interpreter."""
+    import platform
+    import shutil
+
+    folder.mkdir()
+    plain = folder / "python-noexec"
+    plain.write_text("#!/bin/sh\necho hi\n")
+    foreign = folder / "python-foreign-arch"
+    shutil.copy(shutil.which("true"), foreign)
+    with open(foreign, "r+b") as handle:  # ELF e_machine: aarch64 here, x86-64 elsewhere
+        handle.seek(18)
+        handle.write((0xB7 if platform.machine() == "x86_64" else 0x3E).to_bytes(2, "little"))
+    broken = folder / "python-bad-shebang"
+    broken.write_text("#!/no/such/interpreter\n")
+    broken.chmod(0o755)
+    return {"Permission denied": plain, "Exec format error": foreign,
+            "#! line": broken}
+
+
+@pytest.mark.parametrize("problem", ["Permission denied", "Exec format error", "#! line"])
+def test_prepare_says_a_profile_python_that_exists_cannot_be_run(tmp_path, problem):
+    python = unrunnable_pythons(tmp_path / "bin")[problem]
+    host = LocalHost(local_profile(tmp_path))
+    profile = HostProfile(name="gpu9", path=str(tmp_path / "base"), python=str(python))
+    with pytest.raises(NotProvisioned) as err:
+        layout.prepare(host, profile, payload_sync.payload_hash(), None)
+    message = str(err.value)
+    assert f"{python}' exists but cannot be run" in message and problem in message
+    assert "not found on the host" not in message and "hosts.yaml" in err.value.hint
+
+
 def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_path):
     base = tmp_path / "remote base's $(x)"
     (base / "venv" / "bin").mkdir(parents=True)
@@ -65,10 +98,13 @@ def test_prepare_finds_venv_payload_and_cache_in_one_round_trip(ssh_server, tmp_
         assert not ready.payload_present and ready.cached_sha256 is None
         payload_sync.sync_payload(host, ready.base)
         payload_sync.sync_payload(host, ready.base)  # second sync: no error, same folder
-        (base / "cache" / "abc.wav").write_bytes(b"hello")
-        again = layout.prepare(host, profile, payload_sync.payload_hash(), "abc.wav")
+        sha = __import__("hashlib").sha256(b"hello").hexdigest()
+        (base / "cache" / f"{sha}.wav").write_bytes(b"hello")
+        again = layout.prepare(host, profile, payload_sync.payload_hash(), f"{sha}.wav", 5)
+        (base / "cache" / "abc.wav").write_bytes(b"hello")  # not what its name says
+        wrong = layout.prepare(host, profile, payload_sync.payload_hash(), "abc.wav", 5)
     assert again.payload_present
-    assert again.cached_sha256 == __import__("hashlib").sha256(b"hello").hexdigest()
+    assert again.cached_sha256 == sha and wrong.cached_sha256 is None
     folders = list((base / "payload").iterdir())
     assert [f.name for f in folders] == [payload_sync.payload_hash()]
     shipped = sorted(p.name for p in (folders[0] / "remote_payload").iterdir())

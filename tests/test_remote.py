@@ -121,6 +121,19 @@ def test_put_replaces_existing_file(host, work, tmp_path):
     assert Path(remote).read_bytes() == b"new"
 
 
+def test_upload_that_is_not_what_was_hashed_never_lands(host, work, tmp_path):
+    """The landing check compares what is on the host with the sha256 the caller gave (a
+    file that changed after it was hashed): nothing under the final name, no temp left."""
+    local = tmp_path / "changed.bin"
+    local.write_bytes(os.urandom(600_000))
+    remote = work / "cached.bin"
+    with pytest.raises(TransferError, match="not kept"):
+        host.put_file(local, str(remote), sha256="0" * 64)
+    assert not remote.exists() and list(work.iterdir()) == []
+    host.put_file(local, str(remote), sha256=hashlib.sha256(local.read_bytes()).hexdigest())
+    assert remote.read_bytes() == local.read_bytes()
+
+
 def test_corrupt_download_is_refused_and_not_written(host, work, tmp_path):
     remote = work / "out.wav"
     remote.write_bytes(b"RIFF" + os.urandom(100_000))

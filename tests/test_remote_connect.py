@@ -107,6 +107,27 @@ def test_missing_key_file_is_skipped_and_named_on_failure(ssh_server, tmp_path):
         connect(profile(ssh_server, key_files=[absent]))
 
 
+@pytest.mark.parametrize("which", ["public key", "not a key"])
+def test_key_that_is_not_a_private_key_is_auth_not_unreachable(ssh_server, tmp_path, which):
+    from conftest import profile_for, write_hosts_file
+    from typer.testing import CliRunner
+
+    from remote_sep.cli.main import app
+
+    key = Path(f"{ssh_server.user_key}.pub")
+    if which == "not a key":
+        key = tmp_path / "notes.txt"
+        key.write_text("my server notes\n")
+    with pytest.raises(AuthFailed, match="this is not a private key") as err:
+        connect(profile(ssh_server, key_files=[str(key)]))
+    assert str(key) in str(err.value) and (".pub" in err.value.hint) == (which == "public key")
+    hosts = write_hosts_file(tmp_path / "hosts.yaml",
+                             {"gpu1": profile_for(ssh_server, tmp_path / "base", key=str(key))})
+    result = CliRunner().invoke(app, ["hosts", "check", "gpu1", "--hosts", str(hosts)])
+    assert result.exit_code == 7, result.output
+    assert "this is not a private key" in result.stderr and "Traceback" not in result.output
+
+
 def test_closed_port_is_unreachable():
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

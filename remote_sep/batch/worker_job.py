@@ -38,9 +38,11 @@ from remote_sep.batch import heartbeat
 from remote_sep.batch.pipe import Ewma
 from remote_sep.batch.plan import Unit
 from remote_sep.errors import TransferError
+from remote_sep.hosts.base import RemoteCommandError
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import quote
-from remote_sep.jobs import layout
+from remote_sep.hosts.space import disk_full_on_failure
+from remote_sep.jobs import cache, layout
 from remote_sep.jobs.outputs import local_error
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.jobs.settings import build_settings
@@ -49,6 +51,7 @@ from remote_sep.provision.auto import ReadyOptions, prepare_ready
 READ_LIMIT = 1 << 20  # bytes of events read per poll
 INLINE_MAX = 8 << 20  # a file this small travels inside a bundle (in memory), not by SFTP
 BUNDLE_MAX = 32 << 20  # bytes per upload or download bundle
+DAMAGED = 29  # the unpack script's exit status when a file of the bundle fails its sha256
 
 
 def prepare(host: Any, profile: HostProfile,
@@ -153,13 +156,14 @@ class WorkerJob:
         return f"{self.input_shas[unit.input]}{unit.input.suffix.lower()}"
 
     def check_cache(self) -> None:
-        """One round trip: which of the batch's inputs the remote cache holds already."""
-        names = sorted({f"{sha}{path.suffix.lower()}" for path, sha in self.input_shas.items()})
-        cache = quote(f"{self.paths.base}/cache")
-        script = (f"cd {cache} 2>/dev/null || exit 0\n"
-                  'while IFS= read -r n; do [ -f "$n" ] && printf "%s\\n" "$n"; done\nexit 0\n')
-        result = self.host.run(script, stdin="\n".join(names).encode() + b"\n")
-        self.cached = set(result.text.split()) & set(names)
+        """One round trip: which of the batch's inputs the remote cache holds a whole copy
+        of (size and sha256 checked, jobs/cache.py); the others are (re)uploaded."""
+        sizes = {f"{sha}{path.suffix.lower()}": path.stat().st_size
+                 for path, sha in self.input_shas.items()}
+        lines = "".join(f"{name} {size}\n" for name, size in sorted(sizes.items()))
+        result = self.host.run(cache.check_script(f"{self.paths.base}/cache"),
+                               stdin=lines.encode())
+        self.cached = set(result.text.split()) & set(sizes)
 
     def _check_cache_quietly(self) -> None:
         try:
@@ -182,11 +186,13 @@ class WorkerJob:
             if size <= INLINE_MAX and inline_bytes + size <= BUNDLE_MAX:
                 inline[name], inline_bytes = unit.input, inline_bytes + size
             else:
-                self.host.put_file(unit.input, f"{self.paths.base}/cache/{name}")
+                self.host.put_file(unit.input, f"{self.paths.base}/cache/{name}",
+                                   sha256=self.input_shas[unit.input])
                 self.cached.add(name)
+        sums: list[str] = []  # sha256sum -c lines: the host checks every file before use
         with tarfile.open(fileobj=bundle, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name, path in inline.items():
-                _add(tar, f"c/{name}", path.read_bytes())
+                _add(tar, f"c/{name}", path.read_bytes(), sums)
             for unit in units:
                 item_id = f"u{unit.index}"
                 item = Item(id=item_id, input=layout.cache_path(
@@ -194,7 +200,7 @@ class WorkerJob:
                     descriptions=[unit.description], prefixes=[f"out/{item_id}"])
                 self._seq += 1
                 file_name = f"{self._seq:06d}-{item_id}.json"
-                _add(tar, f"i/{file_name}", item_to_json(item).encode())
+                _add(tar, f"i/{file_name}", item_to_json(item).encode(), sums)
                 ids.append(item_id)
                 with self.lock:  # before the exec: its events may come before its answer
                     self.items[item_id] = unit
@@ -202,17 +208,29 @@ class WorkerJob:
                     self.inflight[unit.key] = unit
                     self.queued_remote.add(unit.key)
                     self.started_at[unit.key] = time.monotonic()
-        self.host.run(self._unpack_script(), stdin=bundle.getvalue())
+            _add(tar, "SHA256SUMS", "".join(sums).encode(), [])
+        what = (f"the upload of {len(inline)} input file(s) and {len(ids)} item file(s) "
+                f"for job {self.job_id}")
+        try:
+            with disk_full_on_failure(self.host, self.paths.dir, what, len(bundle.getvalue())):
+                self.host.run(self._unpack_script(), stdin=bundle.getvalue())
+        except RemoteCommandError as exc:
+            if exc.result.exit_code != DAMAGED:
+                raise
+            raise TransferError(f"{what} reached {self.host.name} damaged; nothing of it was "
+                                "used", hint="run the batch again to retry") from None
         self.cached.update(inline)
         return ids
 
     def _unpack_script(self) -> str:
-        job, cache = quote(self.paths.dir), quote(f"{self.paths.base}/cache")
+        job, cache_dir = quote(self.paths.dir), quote(f"{self.paths.base}/cache")
         stage = quote(f"{self.paths.dir}/.up-{secrets.token_hex(4)}")
         return "\n".join([
             "set -e", f"S={stage}", 'mkdir -p "$S"', 'trap \'rm -rf "$S"\' EXIT',
             'tar -x --no-same-owner -f - -C "$S"',
-            f'if [ -d "$S/c" ]; then for f in "$S"/c/*; do mv -f "$f" {cache}/; done; fi',
+            # every file as sent (sha256) before any of it is used: a short one never lands
+            f'(cd "$S" && sha256sum -c --quiet --strict SHA256SUMS) >&2 || exit {DAMAGED}',
+            f'if [ -d "$S/c" ]; then for f in "$S"/c/*; do mv -f "$f" {cache_dir}/; done; fi',
             # sorted glob: the worker takes items in the order they were sent
             f'for f in "$S"/i/*.json; do mv "$f" {job}/inbox/; done', ""])
 
@@ -382,10 +400,11 @@ class WorkerJob:
             self.closed = True
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: bytes, sums: list[str]) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
     tar.addfile(info, io.BytesIO(data))
+    sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
 
 
 def _write_verified(local: Path, data: bytes, expected: str | None, what: str) -> str:

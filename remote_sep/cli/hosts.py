@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -20,7 +21,11 @@ from remote_sep.cli.common import (
     out_console,
     run_command,
 )
+from remote_sep.errors import HostKeyError
 from remote_sep.hosts.profile import HostProfile
+
+if TYPE_CHECKING:  # the SSH stack loads only when a command needs it
+    from remote_sep.ssh.trust import TrustQuestion
 
 hosts_app = typer.Typer(
     name="hosts",
@@ -133,25 +138,61 @@ def check(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False)
 def trust(
     name: NameArg, hosts: HostsOption = None, yes: YesOption = False, as_json: JsonOption = False
 ) -> None:
-    """Fetch NAME's host key, show its fingerprint, and add it to known_hosts once confirmed."""
+    """Fetch NAME's host key, show its fingerprint, and add it to known_hosts once confirmed
+    (a key that CHANGED is shown next to the old one first)."""
     from remote_sep.ssh.trust import trust_host
 
     def action() -> dict[str, Any]:
         profile = profiles.get_profile(name, hosts)
 
-        def confirm(key_type: str, fingerprint: str, known_hosts: str) -> bool:
-            err_console.print(f"{profile.describe()} presents a {key_type} key\n"
-                              f"  fingerprint {fingerprint}", markup=False)
+        def confirm(question: TrustQuestion) -> bool:
+            key = question.key
+            if question.changed:
+                _warn_changed(profile, question)
+            else:
+                err_console.print(f"{profile.describe()} presents a {key.keytype} key\n"
+                                  f"  fingerprint {key.fingerprint}", markup=False)
             if yes:
                 return True
-            return typer.confirm(f"Add it to {known_hosts}?", default=False, err=True)
+            verb = "Replace the old key with it in" if question.changed else "Add it to"
+            return _ask(f"{verb} {question.known_hosts}?", name)
 
         result = trust_host(profile, confirm)
         if not as_json:
-            if result["added"]:
+            if result["already_trusted"]:
+                err_console.print(f"{profile.describe()}: its {result['key_type']} key "
+                                  f"{result['fingerprint']} is already trusted; nothing "
+                                  "written", markup=False)
+            elif result["added"]:
                 err_console.print(f"added to {result['known_hosts']}", markup=False)
             else:
                 err_console.print("not trusted: nothing written", markup=False)
         return result
 
     run_command("hosts trust", as_json, action)
+
+
+def _warn_changed(profile: HostProfile, question: TrustQuestion) -> None:
+    """Loud, on stderr, before any question: the host presents another key than before."""
+    err_console.print(f"WARNING: the host key of {profile.name} ({profile.describe()}) "
+                      "has CHANGED", style="bold red", markup=False)
+    for old in question.replaced:
+        err_console.print(f"  known_hosts has:  {old.keytype} {old.fingerprint}", markup=False)
+    err_console.print(f"  it now presents:  {question.key.keytype} {question.key.fingerprint}\n"
+                      "Someone may be intercepting the connection (man-in-the-middle), or the "
+                      "host was reinstalled. Check the new fingerprint with its admin (or on "
+                      "its console: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub) before trusting "
+                      "it.", markup=False, soft_wrap=True)
+
+
+def _ask(question: str, name: str) -> bool:
+    """A yes/no on the terminal; with none to ask on, a clear error instead of 'Aborted.'."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        if sys.stdin.isatty():
+            raise KeyboardInterrupt from None  # Ctrl-C at the question
+        raise HostKeyError("not trusted: there is no terminal to confirm the key on; "
+                           "nothing written",
+                           hint=f"check the fingerprint above, then run: remote-sep hosts "
+                                f"trust {name} --yes") from None

@@ -6,6 +6,7 @@ export and detaching behave the same; files are copied to a temp name and rename
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -24,9 +25,12 @@ from remote_sep.hosts.base import (
     full_command,
     sha256_file,
 )
+from remote_sep.hosts.landing import Landing
 from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
+from remote_sep.hosts.space import disk_full
 
 CHUNK = 1 << 20
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 class LocalHost:
@@ -93,19 +97,37 @@ class LocalHost:
                         progress(done, total)
                 fout.flush()
                 os.fsync(fout.fileno())
+                if os.fstat(fout.fileno()).st_size != done:  # never rename a short copy
+                    raise OSError(errno.EIO, f"{tmp}: short write")
             shutil.copymode(src, tmp)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return digest.hexdigest(), tmp
 
-    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
-        target = self._p(remote)
+    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                 sha256: str | None = None) -> None:
+        landing = self.send_file(local, remote, progress=progress, sha256=sha256)
+        os.replace(landing.tmp, landing.final)  # _copy checked what it wrote
+
+    def send_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                  sha256: str | None = None) -> Landing:
+        """Like SSHHost.send_file: the temp copy made (size and, with `sha256`, content
+        checked), not yet renamed."""
+        local, target = Path(local), self._p(remote)
+        what = f"the upload of {local.name}"
         try:
-            _, tmp = self._copy(Path(local), target, progress)
+            copied, tmp = self._copy(local, target, progress)
         except OSError as exc:
+            if exc.errno in _NO_SPACE:  # like SSHHost: the host named, what did not fit
+                raise disk_full(self.name, what, need=local.stat().st_size,
+                                free=_free(target.parent), where=str(target.parent)) from None
             raise TransferError(f"upload to {remote} on {self.name}: {exc.strerror}") from None
-        os.replace(tmp, target)
+        if sha256 and copied != sha256.lower():
+            tmp.unlink(missing_ok=True)
+            raise TransferError(f"{what}: the file changed since it was hashed; it was not "
+                                "kept", hint="run the command again")
+        return Landing(self.name, str(tmp), str(target), tmp.stat().st_size, copied, what)
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str:
@@ -133,6 +155,12 @@ class LocalHost:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in _NO_SPACE:
+                raise disk_full(self.name, f"writing {target}", need=len(data),
+                                free=_free(target.parent), where=str(target.parent)) from None
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -157,6 +185,14 @@ class LocalHost:
 
     def mkdirs(self, remote: str, mode: int = 0o755) -> None:
         os.makedirs(self._p(remote), mode=mode, exist_ok=True)
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 class _ProcessStream:

@@ -25,6 +25,7 @@ from remote_sep.errors import (
 )
 from remote_sep.hosts.base import sha256_file
 from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.space import clean_hint
 from remote_sep.jobs import records
 from remote_sep.jobs.layout import Cursor, JobPaths, Poll, poll_events, stderr_tail
 from remote_sep.jobs.outputs import local_error
@@ -43,7 +44,6 @@ ERROR_HINTS = {
             "run `remote-sep bootstrap HOST`",
     "oom": "the GPU ran out of memory even at the smallest chunk: "
            "try --model small or --dtype bf16",
-    "disk_full": "free disk space on the host (old jobs live under <path>/jobs/)",
     "no_gpu": "the host has no usable CUDA GPU (check with `remote-sep hosts check HOST`)",
     "bad_audio": "the payload could not read the uploaded file",
 }
@@ -173,6 +173,9 @@ def error_from_event(event: dict[str, Any], host: str) -> RemoteSepError:
     where = f" ({event['item']}/d{event['desc']})" if event.get("item") is not None \
         and event.get("desc") is not None else ""
     hint = ERROR_HINTS.get(kind, "").replace("HOST", host) or None
+    if kind == "disk_full":  # what did not fit is in the payload's message
+        return RemoteSepError(f"no space left on {host}{where}: {event.get('message', '')}",
+                              kind=kind, hint=clean_hint(host))
     return RemoteSepError(f"remote job failed{where}: {kind}: {event.get('message', '')}",
                           kind=kind, hint=hint)
 

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remote_payload.protocol import LineBuffer, parse_event_line
-from remote_sep.errors import NotProvisioned
+from remote_sep.errors import NotProvisioned, TransferError
+from remote_sep.hosts.landing import PLACED, Landing
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import export_lines, quote, quote_argv, remote_path_expr
+from remote_sep.hosts.space import disk_full_on_failure
+from remote_sep.jobs.cache import CACHE_OK_FN
 from remote_sep.provision.ready import RemoteReady
 
 POLL_WAIT_S = 5.0  # how long one long-poll waits on the remote for new events
@@ -75,8 +78,10 @@ def cache_path(base: str, sha256: str, ext: str) -> str:
 
 # --- prepare: one round trip that answers everything a job needs to know -------------------
 
-def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | None) -> str:
-    """Resolve the base, create its folders, find the interpreter, check payload + cache."""
+def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | None,
+                   cache_size: int | None = None) -> str:
+    """Resolve the base, create its folders, find the interpreter (and that it runs), check
+    the payload and whether the cache holds a whole copy of `cache_name`."""
     lines = [
         f"B={remote_path_expr(profile.path)}",
         'mkdir -p "$B/cache" "$B/jobs" "$B/payload" || exit 3',
@@ -85,7 +90,15 @@ def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | No
     ]
     if profile.python:
         py = remote_path_expr(profile.python)
-        lines.append(f'if P=$(command -v {py}); then printf "python=%s\\n" "$P"; fi')
+        # Found is not enough: not executable, another architecture or a broken #! line
+        # would only fail once the job starts. `-S -c ''` starts it, costing a few ms.
+        lines += [
+            f"if P=$(command -v {py}) || {{ [ -e {py} ] && P={py}; }}; then",
+            "  if E=$(\"$P\" -S -c '' 2>&1 < /dev/null); then printf 'python=%s\\n' \"$P\"",
+            "  else rc=$?; printf 'python_error=%s %s\\n' \"$rc\" "
+            "\"$(printf '%s' \"$E\" | tr '\\n' ' ' | cut -c1-300)\"; fi",
+            "fi",
+        ]
     else:
         lines.append('[ -x "$B/venv/bin/python" ] && printf "python=%s\\n" "$B/venv/bin/python"')
         lines.append('[ -r "$B/venv/remote-sep-stamp.json" ] && printf "stamp=%s\\n" '
@@ -93,9 +106,10 @@ def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | No
     payload = quote(f"payload/{payload_hash}/remote_payload/__main__.py")
     lines.append(f'[ -f "$B"/{payload} ] && echo payload=1')
     if cache_name:
-        cached = quote(f"cache/{cache_name}")
-        lines.append(f'if [ -f "$B"/{cached} ]; then printf "cached=%s\\n" '
-                     f'"$(sha256sum < "$B"/{cached} | cut -d" " -f1)"; fi')
+        size = "-" if cache_size is None else str(int(cache_size))
+        lines.append(CACHE_OK_FN.rstrip("\n"))
+        lines.append(f'cache_ok "$B"/{quote("cache/" + cache_name)} {size} && '
+                     f'printf "cached=%s\\n" {quote(cache_name.split(".")[0])}')
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
@@ -103,6 +117,16 @@ def prepare_script(profile: HostProfile, payload_hash: str, cache_name: str | No
 def parse_prepare(profile: HostProfile, text: str) -> RemoteReady:
     values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     stamp = _json_dict(values["stamp"]) if "stamp" in values else None
+    if "python_error" in values:
+        code, _, said = values["python_error"].strip().partition(" ")
+        why = said.strip() or f"exit status {code}"
+        if code == "127":  # the file is there, so what is missing is what it needs
+            why += " (a #! line naming a missing interpreter, or a missing loader?)"
+        raise NotProvisioned(
+            f"{profile.name}: the profile's python {profile.python!r} exists but cannot be "
+            f"run: {why}",
+            hint="point `python` in hosts.yaml at an interpreter the host can run, or remove "
+                 f"it and run: remote-sep bootstrap {profile.name}")
     if "python" not in values:
         where = (f"the profile's python {profile.python!r} was not found on the host"
                  if profile.python else "no payload interpreter on the host")
@@ -121,8 +145,11 @@ def _json_dict(text: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def prepare(host, profile: HostProfile, payload_hash: str, cache_name: str | None) -> RemoteReady:
-    result = host.run(prepare_script(profile, payload_hash, cache_name))
+def prepare(host, profile: HostProfile, payload_hash: str, cache_name: str | None,
+            cache_size: int | None = None) -> RemoteReady:
+    """One round trip; `cached_sha256` is set only when the cache holds a whole copy."""
+    with disk_full_on_failure(host, profile.path, "the remote-sep folders"):
+        result = host.run(prepare_script(profile, payload_hash, cache_name, cache_size))
     return parse_prepare(profile, _text(result.stdout))
 
 
@@ -153,13 +180,20 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
     lines = [
         "set -e",
         f"mkdir -p {job}/out" + (f" {job}/inbox" if inbox else ""),
+        # a start that fails (a full disk) leaves no folder behind
+        f"trap {quote('cd /; rm -rf -- ' + job)} EXIT",
         f"cd {job}",
-        "cat > manifest.json.tmp && mv manifest.json.tmp manifest.json",
+        "cat > manifest.json.tmp",  # own line: set -e ignores a failure left of `&&`
+        "mv manifest.json.tmp manifest.json",
         ": >> events.jsonl",  # exists from the start: followers never race its creation
+        # The pid file's block is taken before the payload starts (a full disk fails here,
+        # with nothing running) and overwritten in place after (`1<>`: no truncation).
+        "echo 0 > pid",
         *export_lines(profile.path_prepend, payload_env(profile, payload_dir)),
         "trap '' HUP",
         f"setsid nohup {quote_argv(argv)} > stderr.log 2>&1 < /dev/null &",
-        "echo $! > pid",
+        "echo $! 1<> pid || { kill $! 2>/dev/null; exit 1; }",  # never a job nobody can find
+        "trap - EXIT",
         "echo $!",
     ]
     return "\n".join(lines) + "\n"
@@ -167,11 +201,22 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
 
 def start_and_poll(host, profile: HostProfile, paths: JobPaths, manifest_json: str,
                    python: str, payload_dir: str, cursor: Cursor,
-                   wait_s: float = POLL_WAIT_S) -> tuple[int, Poll]:
-    """Start the job and long-poll its first events in the same round trip."""
+                   wait_s: float = POLL_WAIT_S,
+                   landing: Landing | None = None) -> tuple[int, Poll]:
+    """Start the job and long-poll its first events in the same round trip. `landing`:
+    the job's input, sent to a temp name (Host.send_file); it is checked and renamed
+    first, and nothing starts unless it is whole (DiskFull / TransferError)."""
     script = start_script(profile, paths, python, payload_dir).replace(
         "echo $!\n", 'P=$!; echo "$P"\n') + "set +e\n" + poll_script(paths, "$P", 0, wait_s)
-    raw = _bytes(host.run(script, stdin=manifest_json.encode()).stdout)
+    if landing is not None:
+        script = landing.script() + script
+    with _job_files(host, paths, manifest_json):
+        raw = _bytes(host.run(script, stdin=manifest_json.encode()).stdout)
+    if landing is not None:
+        placed, _, raw = raw.partition(b"\n")
+        if placed.strip() != PLACED.encode():
+            landing.check(placed + b"\n" + raw)
+            raise TransferError(f"{landing.what} to {host.name} was not placed")  # unreachable
     pid_line, _, rest = raw.partition(b"\n")
     return int(pid_line), _parse_poll(cursor, rest)
 
@@ -179,9 +224,16 @@ def start_and_poll(host, profile: HostProfile, paths: JobPaths, manifest_json: s
 def start_job(host, profile: HostProfile, paths: JobPaths, manifest_json: str, python: str,
               payload_dir: str, *, inbox: bool = False) -> int:
     """One round trip: manifest written, payload started detached; returns the remote pid."""
-    result = host.run(start_script(profile, paths, python, payload_dir, inbox=inbox),
-                      stdin=manifest_json.encode())
+    with _job_files(host, paths, manifest_json):
+        result = host.run(start_script(profile, paths, python, payload_dir, inbox=inbox),
+                          stdin=manifest_json.encode())
     return int(_text(result.stdout).split()[-1])
+
+
+def _job_files(host, paths: JobPaths, manifest_json: str):
+    """A start that failed for want of room -> DiskFull naming the job's files."""
+    return disk_full_on_failure(host, paths.dir, f"the files of job {paths.job_id} "
+                                "(manifest, events, pid)", len(manifest_json.encode()) + 8192)
 
 
 # --- follow ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import remote_payload
 from remote_sep.hosts.shell import quote
+from remote_sep.hosts.space import disk_full_on_failure
 
 PAYLOAD_DIR = Path(remote_payload.__file__).resolve().parent
 
@@ -58,6 +59,7 @@ def sync_script(base: str) -> str:
     # A concurrent sync may win the rename: then the temp copy is simply dropped.
     return (
         f"set -e; mkdir -p {parent}; T=$(mktemp -d {parent}/.tmp.XXXXXX); "
+        "trap 'rm -rf \"$T\"' EXIT; "  # a tar cut short (full disk) leaves nothing behind
         f'tar -xzf - -C "$T"; '
         f'if [ -d {dest}/remote_payload ]; then rm -rf "$T"; '
         f'else mv -T "$T" {dest} 2>/dev/null || rm -rf "$T"; fi'
@@ -66,5 +68,7 @@ def sync_script(base: str) -> str:
 
 def sync_payload(host, base: str) -> str:
     """Upload the payload (one round trip); returns its folder on the remote."""
-    host.run(sync_script(base), stdin=payload_tarball())
+    tarball = payload_tarball()
+    with disk_full_on_failure(host, f"{base}/payload", "the payload code", 4 * len(tarball)):
+        host.run(sync_script(base), stdin=tarball)
     return payload_dir(base)

@@ -149,16 +149,19 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     link = Link(profile, connect, notify=notify)
     record = None
     try:
-        ready = _ready_host(link, profile, cache_name, provision or ReadyOptions(),
-                            opts.model)
+        ready = _ready_host(link, profile, (cache_name, audio.stat().st_size),
+                            provision or ReadyOptions(), opts.model)
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
         remote_audio = cache_path(ready.base, sha, upload_extension(audio))
-        if ready.cached_sha256 != sha:
+        landing = None
+        if ready.cached_sha256 != sha:  # absent, or not a whole copy: (re)upload
             def progress(done: int, total: int) -> None:
                 notify("transfer", {"name": audio.name, "done": done, "total": total})
-            link.call(lambda h: h.put_file(audio, remote_audio, progress=progress))
+            # to a temp name; the start's round trip checks and renames it (no extra one)
+            landing = link.call(lambda h: h.send_file(audio, remote_audio,
+                                                       progress=progress, sha256=sha))
         else:
             notify("status", {"message": f"{audio.name} already on the host (cached)"})
         job_id = new_job_id()
@@ -175,7 +178,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         # Not retried: after a lost link we could not tell whether it started twice.
         cursor = Cursor()
         record.pid, first = start_and_poll(link.host, profile, paths, manifest.to_json(),
-                                           ready.python, payload_dir(ready.base), cursor)
+                                           ready.python, payload_dir(ready.base), cursor,
+                                           landing=landing)
         records.save(record)
         notify("status", {"message": f"job {job_id} started on {profile.name}"})
         result = follow_job(link, record, cursor, notify, first_poll=first)
@@ -196,14 +200,14 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     return _result(record, result, started, link)
 
 
-def _ready_host(link: Link, profile: HostProfile, cache_name: str, options: ReadyOptions,
-               model: str | None) -> RemoteReady:
+def _ready_host(link: Link, profile: HostProfile, cached: tuple[str, int],
+                options: ReadyOptions, model: str | None) -> RemoteReady:
     """prepare (which also reads the bootstrap stamp), bootstrapping first if allowed."""
     options = replace(options, model=options.model or model)
     # The bootstrap is not retried through the link: it may ask a question, and a bootstrap
     # cut short resumes by itself when simply run again.
     return prepare_ready(lambda: link.host, profile, options, lambda: link.call(
-        lambda h: prepare(h, profile, payload_hash(), cache_name)))
+        lambda h: prepare(h, profile, payload_hash(), *cached)))
 
 
 def run_attach(job_id: str, profile: HostProfile, out: str | None = None,

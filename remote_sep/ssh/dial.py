@@ -32,7 +32,7 @@ from remote_sep.hosts import known_hosts
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.ssh.config import load_ssh_config
 
-__all__ = ["MAX_PACKET", "WINDOW", "connect_clients", "server_host_key"]
+__all__ = ["MAX_PACKET", "WINDOW", "connect_clients", "known_host_keys", "server_host_key"]
 
 KEEPALIVE_S = 15
 USER_TIMEOUT_MS = 15_000  # unacknowledged data older than this kills the link (dead peer)
@@ -114,6 +114,31 @@ def _load_known_hosts(into: paramiko.HostKeys, files: list[Path]) -> None:
                 into.add(name, entry.key.get_name(), entry.key)
 
 
+_PUBLIC_KEY_TYPES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-")
+
+
+def _check_private_key(path: str, where: str) -> None:
+    """A key file that holds no private key fails here, by name: paramiko would call it a
+    failed handshake ("not a valid OPENSSH private key file"), which reads as a network
+    fault. Only the file's form is checked; paramiko still parses (and decrypts) it."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise AuthFailed(f"{where}: cannot read key file {path} ({exc.strerror})",
+                         hint="check `key` in hosts.yaml") from None
+    text = head.decode("ascii", "replace").lstrip()
+    if text.startswith("-----BEGIN ") and "PRIVATE KEY-----" in text.split("\n", 1)[0]:
+        return
+    public = text.startswith(_PUBLIC_KEY_TYPES) or text.startswith("---- BEGIN SSH2 PUBLIC")
+    what = "it is a public key" if public else "it holds no key paramiko can read"
+    raise AuthFailed(
+        f"{where}: key file {path}: this is not a private key ({what})",
+        hint=("point `key` in hosts.yaml at the private key, the file without .pub"
+              if public else "point `key` in hosts.yaml at an OpenSSH or PEM private key "
+              "(e.g. ~/.ssh/id_ed25519)"))
+
+
 @dataclasses.dataclass
 class _Hop:
     user: str
@@ -181,6 +206,8 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
     wanted = [os.path.expanduser(k) for k in hop.keys]
     keys = [k for k in wanted if os.path.isfile(k)]
     missing = [k for k in wanted if k not in keys]
+    for key in keys:
+        _check_private_key(key, f"{label} {user}@{host}")
     timeout = profile.connect_timeout
     trust_hint = f"check the fingerprint, then run `remote-sep hosts trust {profile.name}`"
     where = f"{label} ({known_hosts.host_key_name(host, port)})"
@@ -252,6 +279,15 @@ def _connect_hops(profile: HostProfile, hops: list[_Hop]) -> list[paramiko.SSHCl
             client.close()
         raise
     return clients
+
+
+def known_host_keys(profile: HostProfile) -> list[tuple[str, str]]:
+    """(keytype, base64) of every key the profile's known_hosts files hold for its host
+    (plain and hashed entries, `[host]:port` names), as the connect check sees them."""
+    keys = paramiko.HostKeys()
+    _load_known_hosts(keys, known_hosts.known_hosts_files(profile))
+    found = keys.lookup(known_hosts.host_key_name(profile.address, profile.port)) or {}
+    return [(keytype, key.get_base64()) for keytype, key in found.items()]
 
 
 def server_host_key(profile: HostProfile) -> tuple[str, bytes]:

@@ -14,6 +14,7 @@ OpenSSH close the channel), pipelined writes, prefetched reads into an 8 MiB win
 
 from __future__ import annotations
 
+import secrets
 import select
 import threading
 import time
@@ -33,10 +34,13 @@ from remote_sep.hosts.base import (
     full_command,
     parse_sha256_output,
     sha256_script,
+    tmp_name,
 )
+from remote_sep.hosts.landing import Landing
 from remote_sep.hosts.profile import HostProfile
+from remote_sep.hosts.space import disk_full_on_failure
 from remote_sep.ssh.dial import MAX_PACKET, WINDOW, connect_clients, server_host_key
-from remote_sep.ssh.transfer import download, read_range, upload, write_atomic
+from remote_sep.ssh.transfer import download, read_range, send_to_temp, write_atomic
 
 __all__ = ["Host", "RemoteCommandError", "RunResult", "SSHHost", "connect", "server_host_key"]
 
@@ -196,10 +200,32 @@ class SSHHost:
                 reason = exc.strerror or str(exc)
                 raise TransferError(f"{what} {path} on {self.name}: {reason}") from None
 
-    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
-        """Upload to a remote temp name, then rename over `remote` (never a partial file)."""
-        target = self.expand(remote)
-        self._sftp_op("upload to", target, lambda s: upload(s, Path(local), target, progress))
+    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                 sha256: str | None = None) -> None:
+        """Upload to a remote temp name; only once its size and sha256 on the host are what
+        was sent is it renamed over `remote` (one exec after the SFTP writes). A disk that
+        filled up raises DiskFull; nothing lands under `remote` then. `sha256`: LOCAL's, when
+        the caller knows it (saves hashing it again while sending)."""
+        landing = self.send_file(local, remote, progress=progress, sha256=sha256)
+        landing.check(self.run(landing.script()).stdout)
+
+    def send_file(self, local: Path, remote: str, *, progress: Progress | None = None,
+                  sha256: str | None = None) -> Landing:
+        """The SFTP part of put_file: `remote`'s temp name written, NOT renamed; the caller
+        runs `landing.script()` on this host (alone, or at the head of a script of its
+        own) and hands its output to `landing.check`."""
+        local, target = Path(local), self.expand(remote)
+        tmp = tmp_name(target, secrets.token_hex(4))
+        what = f"the upload of {local.name}"
+        try:
+            size, sha = self._sftp_op("upload to", target,
+                                      lambda s: send_to_temp(s, local, tmp, progress, sha256))
+        except TransferError:
+            if local.is_file():  # a write the host refused: DiskFull when it was the disk
+                failed = Landing(self.name, tmp, target, local.stat().st_size, None, what)
+                failed.check(self.run(failed.script()).stdout)
+            raise
+        return Landing(self.name, tmp, target, size, sha, what)
 
     def get_file(self, remote: str, local: Path, *, expected_sha256: str | None = None,
                  progress: Progress | None = None) -> str:
@@ -211,7 +237,9 @@ class SSHHost:
     def write_bytes(self, remote: str, data: bytes, *, mode: int = 0o644) -> None:
         """Atomic small write; the mode is set before any data is written (for secrets)."""
         target = self.expand(remote)
-        self._sftp_op("write", target, lambda s: write_atomic(s, target, data, mode))
+        folder = target.rpartition("/")[0] or "/"
+        with disk_full_on_failure(self, folder, f"writing {target}", len(data)):
+            self._sftp_op("write", target, lambda s: write_atomic(s, target, data, mode))
 
     def read_bytes(self, remote: str, offset: int = 0, limit: int | None = None) -> bytes:
         source = self.expand(remote)

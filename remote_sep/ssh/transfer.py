@@ -33,26 +33,35 @@ def _remove_quietly(sftp, path: str) -> None:
         pass
 
 
-def upload(sftp, local: Path, remote: str, progress: Progress | None) -> None:
-    """Pipelined 255 KiB writes to a temp name, then posix-rename over `remote`."""
-    total = local.stat().st_size
-    tmp = tmp_name(remote, secrets.token_hex(4))
+def send_to_temp(sftp, local: Path, tmp: str, progress: Progress | None,
+                 known_sha256: str | None = None) -> tuple[int, str]:
+    """Pipelined 255 KiB writes of LOCAL to the remote temp name TMP; returns (bytes sent,
+    their sha256): hashed while sending, or KNOWN_SHA256 when the caller already hashed
+    LOCAL (then a file that changed since simply fails the check on the host). paramiko
+    drops the error replies of pipelined writes, so nothing here proves the bytes landed:
+    the caller checks TMP's size and sha256 on the host before renaming it
+    (hosts/landing.py)."""
+    digest = None if known_sha256 else hashlib.sha256()
     done = 0
     try:
-        with open(local, "rb") as src, sftp.open(tmp, "wb") as dst:
-            _big_requests(dst)
-            dst.set_pipelined(True)
-            while block := src.read(REQUEST):
-                dst.write(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
-        sftp.posix_rename(tmp, remote)  # replaces an existing file, unlike plain rename
+        with open(local, "rb") as src:
+            total = os.fstat(src.fileno()).st_size
+            with sftp.open(tmp, "wb") as dst:
+                _big_requests(dst)
+                dst.set_pipelined(True)
+                while block := src.read(REQUEST):
+                    dst.write(block)
+                    if digest is not None:
+                        digest.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
     except BaseException:
         _remove_quietly(sftp, tmp)
         raise
     if progress and total == 0:
         progress(0, 0)
+    return done, known_sha256 or digest.hexdigest()
 
 
 def download(sftp, remote: str, local: Path, expected_sha256: str | None,
@@ -117,14 +126,19 @@ def _local_write(action, local: Path):
 
 
 def write_atomic(sftp, remote: str, data: bytes, mode: int) -> None:
-    """Temp file created, chmod'ed (before any byte is written), filled, renamed."""
+    """Temp file created, chmod'ed (before any byte is written), filled, size checked,
+    renamed. Not pipelined: each write waits for its reply, so a refused write (a full
+    disk) raises instead of leaving a short file (the data are small: a stamp, a token)."""
     tmp = tmp_name(remote, secrets.token_hex(4))
     try:
         with sftp.open(tmp, "wb") as dst:
             dst.chmod(mode)
             _big_requests(dst)
-            dst.set_pipelined(True)
             dst.write(data)
+            dst.flush()
+            landed = dst.stat().st_size
+        if landed != len(data):
+            raise OSError(f"{landed} of {len(data)} bytes landed")
         sftp.posix_rename(tmp, remote)
     except BaseException:
         _remove_quietly(sftp, tmp)
