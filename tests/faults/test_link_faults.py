@@ -130,8 +130,9 @@ def test_blackholed_link_is_noticed_then_reconnected_or_left_for_attach(labs):
         final = cache / f"{sha256(audio)}.wav"
         lab.ns.throttle(lab.server.port, 128)  # ~770 KB at 128 KB/s: the upload takes a while
         run = lab.separate(audio, out, budget=LIFTED_BUDGET_S)
-        wait_for(lambda: any(_size(p) > 150_000 for p in cache.glob(".*.part-*")), 90,
-                 "the upload to be under way")
+        size = audio.stat().st_size
+        wait_for(lambda: any(150_000 < _size(p) < size for p in cache.glob("*.*")), 90,
+                 "the upload to be under way")  # a file in the making, whatever its name
         blackhole_until_noticed(lab, "separate, mid-upload")
         assert not final.exists()  # a cut upload never shows under its final name
         lab.ns.lift()
