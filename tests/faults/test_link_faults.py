@@ -26,6 +26,7 @@ from batch_helpers import make_songs
 from faults.link_lab import (
     CONNECT_TIMEOUT_S,
     MEASURED,
+    SLOW_S,
     TALLY,
     Lab,
     check_batch,
@@ -41,7 +42,8 @@ from faults.link_lab import (
 from faults.netns import network_namespace
 from remote_sep.ssh.dial import KEEPALIVE_S, USER_TIMEOUT_MS
 
-pytestmark = pytest.mark.e2e
+# Our own bounds (below, link_lab.SLOW_S) catch hangs; pytest's is only the last resort.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 # A dead link must be noticed within this: the keepalive fires after KEEPALIVE_S without a
 # packet sent, and TCP_USER_TIMEOUT ends the socket when that stays unacknowledged.
@@ -114,11 +116,11 @@ def test_blackholed_link_is_noticed_then_reconnected_or_left_for_attach(labs):
         lab.hold_jobs()
         audio, out = make_audio(lab.root / "mix.wav"), lab.root / "out" / "mix"
         run = lab.separate(audio, out, budget=LIFTED_BUDGET_S)
-        wait_for(lab.recorded_pid, 90, "the job to start")
+        wait_for(lab.recorded_pid, SLOW_S, "the job to start")
         blackhole_until_noticed(lab, "separate, mid-job")
         lab.ns.lift()
         lab.release()
-        outcome = run.wait(120)
+        outcome = run.wait(SLOW_S)
         check_separate(lab, outcome, audio)
         assert outcome.body["result"]["reconnects"] >= 1
         assert len(lab.jobs()) == 1  # the same job went on
@@ -131,12 +133,12 @@ def test_blackholed_link_is_noticed_then_reconnected_or_left_for_attach(labs):
         lab.ns.throttle(lab.server.port, 128)  # ~770 KB at 128 KB/s: the upload takes a while
         run = lab.separate(audio, out, budget=LIFTED_BUDGET_S)
         size = audio.stat().st_size
-        wait_for(lambda: any(150_000 < _size(p) < size for p in cache.glob("*.*")), 90,
+        wait_for(lambda: any(150_000 < _size(p) < size for p in cache.glob("*.*")), SLOW_S,
                  "the upload to be under way")  # a file in the making, whatever its name
         blackhole_until_noticed(lab, "separate, mid-upload")
         assert not final.exists()  # a cut upload never shows under its final name
         lab.ns.lift()
-        outcome = run.wait(120)
+        outcome = run.wait(SLOW_S)
         check_separate(lab, outcome, audio)
         assert outcome.body["result"]["reconnects"] >= 1
         assert sha256(final) == sha256(audio)
@@ -146,7 +148,7 @@ def test_blackholed_link_is_noticed_then_reconnected_or_left_for_attach(labs):
         lab.hold_jobs()
         audio, out = make_audio(lab.root / "mix.wav"), lab.root / "out" / "mix"
         run = lab.separate(audio, out, budget=KEPT_BUDGET_S)
-        wait_for(lab.recorded_pid, 90, "the job to start")
+        wait_for(lab.recorded_pid, SLOW_S, "the job to start")
         lab.ns.blackhole(lab.server.port)
         TALLY["faults injected"] += 1
         started = time.monotonic()
@@ -163,7 +165,7 @@ def test_blackholed_link_is_noticed_then_reconnected_or_left_for_attach(labs):
         lab.ns.lift()
         attach = lab.cli("attach", job.name, "--host", "gpu")
         lab.release()
-        assert check_separate(lab, attach.wait(120), audio) == outputs(out)  # the names asked
+        assert check_separate(lab, attach.wait(SLOW_S), audio) == outputs(out)  # the names asked
 
     def batch_mid_job_lifted() -> None:
         lab = labs("batch", netns=True)
@@ -171,11 +173,11 @@ def test_blackholed_link_is_noticed_then_reconnected_or_left_for_attach(labs):
         make_songs(lab.root / "in", 3)
         out = lab.root / "out"
         run = lab.batch(lab.root / "in", out)
-        lab.wait_event("item_start", timeout=90)
+        lab.wait_event("item_start", timeout=SLOW_S)
         blackhole_until_noticed(lab, "batch, mid-job")
         lab.ns.lift()
         lab.release()
-        check_batch(lab, run.wait(120), out, 3)
+        check_batch(lab, run.wait(SLOW_S), out, 3)
 
     side_by_side(separate_mid_job_lifted=separate_mid_job_lifted,
                  separate_mid_upload_lifted=separate_mid_upload_lifted,
@@ -197,10 +199,10 @@ def test_sshd_restarted_mid_job_separate_reconnects_and_delivers(labs):
     lab.hold_jobs()
     audio, out = make_audio(lab.root / "mix.wav"), lab.root / "out" / "mix"
     run = lab.separate(audio, out, budget=60)
-    wait_for(lab.recorded_pid, 90, "the job to start")
+    wait_for(lab.recorded_pid, SLOW_S, "the job to start")
     lab.restart_sshd()
     lab.release()
-    outcome = run.wait(90)
+    outcome = run.wait(SLOW_S)
     check_separate(lab, outcome, audio)
     assert outcome.body["result"]["reconnects"] >= 1 and len(lab.jobs()) == 1
 
@@ -211,10 +213,10 @@ def test_sshd_restarted_mid_batch_reconnects_and_delivers(labs):
     make_songs(lab.root / "in", 3)
     out = lab.root / "out"
     run = lab.batch(lab.root / "in", out)
-    lab.wait_event("item_start", timeout=90)
+    lab.wait_event("item_start", timeout=SLOW_S)
     lab.restart_sshd()
     lab.release()
-    check_batch(lab, run.wait(90), out, 3)
+    check_batch(lab, run.wait(SLOW_S), out, 3)
     assert len(lab.jobs()) == 1  # the same worker went on: the model loaded once
 
 
@@ -225,7 +227,7 @@ def test_payload_killed_separate_exits_job_failed_with_the_stderr_tail(labs):
     lab.hold_jobs()
     audio, out = make_audio(lab.root / "mix.wav"), lab.root / "out" / "mix"
     run = lab.separate(audio, out)
-    job = lab.wait_event("item_start", timeout=90)
+    job = lab.wait_event("item_start", timeout=SLOW_S)
     lab.kill_payload(job)
     outcome = run.wait(60)
     expect_failure(outcome, "job_failed")
@@ -235,7 +237,7 @@ def test_payload_killed_separate_exits_job_failed_with_the_stderr_tail(labs):
     assert "stderr.log ends with" in message and last_line in message
     check_nothing_final(*outputs(out))
     lab.release()
-    check_separate(lab, lab.separate(audio, out).wait(90), audio)
+    check_separate(lab, lab.separate(audio, out).wait(SLOW_S), audio)
 
 
 def test_payload_killed_batch_fails_the_units_with_their_kind_then_rerun_delivers(labs):
@@ -244,19 +246,19 @@ def test_payload_killed_batch_fails_the_units_with_their_kind_then_rerun_deliver
     make_songs(lab.root / "in", 2)
     out = lab.root / "out"
     run = lab.batch(lab.root / "in", out)
-    first = lab.wait_event("item_start", timeout=90)
+    first = lab.wait_event("item_start", timeout=SLOW_S)
     lab.kill_payload(first)
     # The batch restarts a dead worker once (WorkerOptions.max_restarts); kill that one too.
-    second = lab.wait_event("item_start", timeout=90, besides=(first,))
+    second = lab.wait_event("item_start", timeout=SLOW_S, besides=(first,))
     lab.kill_payload(second)
-    outcome = run.wait(90)
+    outcome = run.wait(SLOW_S)
     expect_failure(outcome, "job_failed")
     items = outcome.body["result"]["items"]
     assert [(i["status"], i["kind"]) for i in items] == [("failed", "job_failed")] * 2
     assert all("worker" in i["message"] and "died" in i["message"] for i in items), items
     assert not list(out.glob("*.wav"))
     lab.release()
-    check_batch(lab, lab.batch(lab.root / "in", out).wait(90), out, 2)
+    check_batch(lab, lab.batch(lab.root / "in", out).wait(SLOW_S), out, 2)
 
 
 # --- 4. two commands racing -------------------------------------------------------------
@@ -274,7 +276,7 @@ def test_two_separates_of_one_input_race_on_the_shared_cache(labs):
         overlap = max(overlap, len(list(cache.glob(".*.part-*"))))
         time.sleep(0.02)
     for run in runs:
-        check_separate(lab, run.wait(120), audio)
+        check_separate(lab, run.wait(SLOW_S), audio)
     assert overlap == 2, "the two uploads did not overlap: no race was tested"
     assert [p.name for p in cache.iterdir()] == [f"{sha256(audio)}.wav"]
     assert sha256(cache / f"{sha256(audio)}.wav") == sha256(audio)
@@ -286,7 +288,7 @@ def test_two_batches_race_into_different_out_dirs_on_one_host(labs):
     runs = {name: lab.batch(lab.root / "in", lab.root / name) for name in ("out1", "out2")}
     TALLY["faults injected"] += 1
     for name, run in runs.items():
-        check_batch(lab, run.wait(120), lab.root / name, 3)
+        check_batch(lab, run.wait(SLOW_S), lab.root / name, 3)
     assert len(list((lab.remote / "cache").iterdir())) == 3
 
 
@@ -309,7 +311,7 @@ def test_link_cut_at_random_points_during_separate(labs, seed):
         if lab.server.drop_links():
             TALLY["faults injected"] += 1
             cuts.append(f"{at:.1f} s")
-    outcome = run.wait(90)
+    outcome = run.wait(SLOW_S)
     MEASURED.append(f"seed {seed}: links cut at {', '.join(cuts) or 'none (it was done)'} "
                     f"-> exit {outcome.rc} after {outcome.seconds:.1f} s")
     if outcome.rc == 0:
@@ -319,7 +321,7 @@ def test_link_cut_at_random_points_during_separate(labs, seed):
     check_nothing_final(*outputs(out))
     (job,) = lab.jobs()
     assert f"remote-sep attach {job.name} --host gpu" in outcome.error["hint"]
-    check_separate(lab, lab.cli("attach", job.name, "--host", "gpu").wait(90), audio)
+    check_separate(lab, lab.cli("attach", job.name, "--host", "gpu").wait(SLOW_S), audio)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -333,11 +335,11 @@ def test_link_cut_while_the_job_starts_separate_reconnects_and_delivers(labs):
     lab = labs("cut-start")
     audio, out = make_audio(lab.root / "mix.wav"), lab.root / "out" / "mix"
     run = lab.separate(audio, out, budget=30)
-    job = wait_for(lambda: next((j for j in lab.jobs() if (j / "pid").exists()), None), 90,
+    job = wait_for(lambda: next((j for j in lab.jobs() if (j / "pid").exists()), None), SLOW_S,
                    "the job to start")
     assert lab.recorded_pid() is None  # still inside the start round trip
     assert lab.server.drop_links()
     TALLY["faults injected"] += 1
-    outcome = run.wait(90)
+    outcome = run.wait(SLOW_S)
     check_separate(lab, outcome, audio)
     assert outcome.body["result"]["reconnects"] >= 1 and lab.jobs() == [job]
