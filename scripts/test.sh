@@ -12,6 +12,9 @@ command -v sox >/dev/null || missing+=(sox)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 ldconfig -p | grep -q libsndfile || missing+=(libsndfile1)
 command -v pgrep >/dev/null || missing+=(procps)
+# tests/faults/netns.py: network namespaces (ip netns) and packet drops (nft)
+[ -x /usr/sbin/ip ] || command -v ip >/dev/null || missing+=(iproute2)
+[ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
   $SUDO apt-get update -qq
