@@ -175,11 +175,15 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
                           for k, d in enumerate(item.descriptions)})
         records.save(record)
         paths = JobPaths(ready.base, job_id)
-        # Not retried: after a lost link we could not tell whether it started twice.
+        # Not retried as a whole: after a lost link we could not tell whether it started
+        # twice. The job writes its pid file as it starts, so a reconnect can tell.
         cursor = Cursor()
-        record.pid, first = start_and_poll(link.host, profile, paths, manifest.to_json(),
-                                           ready.python, payload_dir(ready.base), cursor,
-                                           landing=landing)
+        try:
+            record.pid, first = start_and_poll(link.host, profile, paths, manifest.to_json(),
+                                               ready.python, payload_dir(ready.base), cursor,
+                                               landing=landing)
+        except Unreachable:
+            record.pid, first = _started_after_all(link, paths), None
         records.save(record)
         notify("status", {"message": f"job {job_id} started on {profile.name}"})
         result = follow_job(link, record, cursor, notify, first_poll=first)
@@ -198,6 +202,18 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     finally:
         link.close()
     return _result(record, result, started, link)
+
+
+def _started_after_all(link: Link, paths: JobPaths) -> int:
+    """The link died inside the start round trip: reconnect (within the budget) and read the
+    job's pid file; a job that has one started and is followed from its first event. No pid
+    file: it never started, and the lost link is the error."""
+    if link.budget_s <= 0:
+        raise Unreachable(f"lost the link to {link.profile.name} while starting the job")
+    pid = link.call(lambda h: read_pid(h, paths))
+    if pid is None:
+        raise Unreachable(f"lost the link to {link.profile.name} before the job started")
+    return pid
 
 
 def _ready_host(link: Link, profile: HostProfile, cached: tuple[str, int],

@@ -326,11 +326,6 @@ def test_link_cut_at_random_points_during_separate(labs, seed):
     check_separate(lab, lab.cli("attach", job.name, "--host", "gpu").wait(SLOW_S), audio)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (jobs/separate.py run_separate): start_and_poll (start + first long poll "
-    "in one round trip) is called on link.host, outside Link.call, so a link lost after "
-    "the job started exits `unreachable` at once, whatever REMOTE_SEP_RECONNECT_BUDGET "
-    "says, instead of reconnecting and reading the pid from the job folder"))
 def test_link_cut_while_the_job_starts_separate_reconnects_and_delivers(labs):
     """The cut lands after the job started (its pid file exists) but before `separate` has
     read the answer of the start round trip, which also long-polls the first events."""
@@ -348,11 +343,6 @@ def test_link_cut_while_the_job_starts_separate_reconnects_and_delivers(labs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (jobs/cleanup.py _extra_listing_script): `clean --cache` lists "
-    "\"$B\"/cache/*, which skips dot files, so the temp file of an upload the link cut "
-    "(.<sha256>.<ext>.part-<token>, left because the laptop cannot remove it over a dead "
-    "link) stays on the host's disk for ever"))
 def test_the_temp_file_of_a_cut_upload_is_removed_by_clean_cache(labs):
     lab = labs("cut-upload", netns=True)  # a throttled link, so the cut lands mid-upload
     audio, out = make_audio(lab.root / "long.wav", seconds=12), lab.root / "out" / "long"
