@@ -231,17 +231,24 @@ def test_trust_of_a_changed_key_says_so_loudly_and_needs_a_terminal_or_yes(
     old_fp = fingerprint(stale[1])
     new_fp = fingerprint(ssh_server.known_hosts_line().split()[2])
 
-    code, out, err = cli("hosts", "trust", "box", input="n\n")
-    assert code == 0 and "CHANGED" in err and old_fp in err and new_fp in err
+    # Without --replace a changed key is never taken, not even with --yes.
+    for extra in ((), ("--yes",)):
+        code, out, err = cli("hosts", "trust", "box", *extra, input="y\n")
+        assert code == 8 and "CHANGED" in err and old_fp in err and new_fp in err
+        assert "remote-sep hosts trust box --replace" in err and "Replace the old" not in err
+        assert known.read_text() == before
+
+    code, out, err = cli("hosts", "trust", "box", "--replace", input="n\n")
+    assert code == 0 and "CHANGED" in err
     assert err.index("CHANGED") < err.index("Replace the old key")  # told before asked
     assert "nothing written" in err and known.read_text() == before
 
-    code, out, err = cli("hosts", "trust", "box")  # no terminal, no answer
+    code, out, err = cli("hosts", "trust", "box", "--replace")  # no terminal, no answer
     assert code == 8 and "Aborted" not in out + err
     assert "no terminal" in err and "remote-sep hosts trust box --yes" in err
     assert known.read_text() == before
 
-    result = CliRunner().invoke(app, ["hosts", "trust", "box", "--yes", "--json"])
+    result = CliRunner().invoke(app, ["hosts", "trust", "box", "--replace", "--yes", "--json"])
     body = json.loads(result.stdout)["result"]
     assert result.exit_code == 0 and "CHANGED" in result.stderr  # loud even with --yes
     assert body["changed"] and body["added"] and body["old_fingerprints"] == [

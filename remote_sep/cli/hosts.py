@@ -136,10 +136,14 @@ def check(name: NameArg, hosts: HostsOption = None, as_json: JsonOption = False)
 
 @hosts_app.command("trust")
 def trust(
-    name: NameArg, hosts: HostsOption = None, yes: YesOption = False, as_json: JsonOption = False
+    name: NameArg, hosts: HostsOption = None, yes: YesOption = False,
+    replace: Annotated[bool, typer.Option("--replace", help=(
+        "Replace a key that CHANGED (only with this flag; shown next to the old one)."))
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Fetch NAME's host key, show its fingerprint, and add it to known_hosts once confirmed
-    (a key that CHANGED is shown next to the old one first)."""
+    """Fetch NAME's host key, show its fingerprint, and add it to known_hosts once confirmed.
+    A key that CHANGED is shown next to the old one and replaced only with --replace."""
     from remote_sep.ssh.trust import trust_host
 
     def action() -> dict[str, Any]:
@@ -149,6 +153,11 @@ def trust(
             key = question.key
             if question.changed:
                 _warn_changed(profile, question)
+                if not replace:
+                    raise HostKeyError(
+                        f"not trusted: the host key of {profile.name} CHANGED; nothing written",
+                        hint=f"once the new fingerprint is verified out of band: remote-sep "
+                             f"hosts trust {name} --replace")
             else:
                 err_console.print(f"{profile.describe()} presents a {key.keytype} key\n"
                                   f"  fingerprint {key.fingerprint}", markup=False)

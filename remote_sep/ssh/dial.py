@@ -233,7 +233,7 @@ def _client(profile: HostProfile, hop: _Hop, sock) -> paramiko.SSHClient:
             f"{exc.expected_key.get_name()} {_fp(exc.expected_key)} — possible "
             f"man-in-the-middle attack, refusing to connect",
             hint="if the host was reinstalled, verify the new fingerprint out of band, then "
-                 f"run `remote-sep hosts trust {profile.name}`",
+                 f"run `remote-sep hosts trust {profile.name} --replace`",
         ) from None
     except paramiko.PasswordRequiredException as exc:
         client.close()
