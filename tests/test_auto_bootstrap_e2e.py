@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 from conftest import TESTS, profile_for, write_hosts_file
 from hub_standin import GOOD_TOKEN, HubStandin
 from sshd import SshServer, start_sshd
+from terminal import converse
 from test_separate_e2e import make_audio, sha256
 from typer.testing import CliRunner
 
@@ -101,34 +99,7 @@ def invoke(*args: object):
 def run_in_terminal(argv: list[str], env: dict[str, str], answer: str,
                     prompt: str = "Bootstrap it now?", timeout: float = 120) -> tuple[int, str]:
     """Run a command on a real pseudo-terminal, answer its question, return (exit, output)."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env,
-                            close_fds=True)
-    os.close(follower)
-    output, answered = b"", False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(leader, 4096)
-                except OSError:  # EIO: the command exited and closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if not answered and prompt.encode() in output:
-                os.write(leader, answer.encode() + b"\r")
-                answered = True
-            if proc.poll() is not None and not ready:
-                break
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(leader)
-        if proc.poll() is None:
-            proc.kill()
-    return code, output.decode("utf-8", "replace")
+    return converse(argv, env, [(prompt, answer)], timeout)
 
 
 def separate_argv(world: World, *extra: str) -> list[str]:

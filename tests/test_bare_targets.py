@@ -52,79 +52,78 @@ def test_a_target_gets_the_defaults_and_ssh_config(tmp_path, monkeypatch):
     assert profile.key_files == [str(Path("~/.ssh/lab_key").expanduser())]
 
 
-@pytest.mark.e2e
-def test_hosts_check_on_a_bare_target_over_real_sshd(tmp_path):
+@pytest.fixture
+def bare_world(tmp_path):
+    """A real sshd whose sessions get their own HOME (so `~/remote-sep` lands in tmp), and
+    a laptop HOME holding only the default key ~/.ssh/id_ed25519, as OpenSSH finds it."""
     remote_home = tmp_path / "remote-home"
     remote_home.mkdir()
     server = start_sshd(tmp_path / "sshd", env={"HOME": str(remote_home)})
-    try:
-        laptop = tmp_path / "laptop-home"
-        (laptop / ".ssh").mkdir(parents=True)
-        shutil.copy(server.user_key, laptop / ".ssh" / "id_ed25519")  # found like OpenSSH
-        (laptop / ".ssh" / "known_hosts").write_text(server.known_hosts_line())
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(laptop)}
-        for target in (f"{server.user}@127.0.0.1:{server.port}",
-                       f"ssh://{server.user}@127.0.0.1:{server.port}"):
-            run = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check", target,
-                                  "--json"], capture_output=True, text=True, env=env,
-                                 stdin=subprocess.DEVNULL, timeout=60)
-            body = json.loads(run.stdout)
-            assert run.returncode == 0, run.stdout + run.stderr
-            assert body["result"]["reachable"] is True
-            assert body["result"]["base"] == str(remote_home / "remote-sep")
-        (laptop / ".ssh" / "known_hosts").write_text("")  # unknown key: refused as ever
-        run = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check",
-                              f"{server.user}@127.0.0.1:{server.port}", "--json"],
-                             capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
-                             timeout=60)
-        assert run.returncode == 8 and json.loads(run.stdout)["error"]["kind"] == "host_key"
-    finally:
-        server.stop()
+    laptop = tmp_path / "laptop-home"
+    (laptop / ".ssh").mkdir(parents=True)
+    shutil.copy(server.user_key, laptop / ".ssh" / "id_ed25519")
+    yield server, remote_home, laptop
+    server.stop()
 
 
 @pytest.mark.e2e
-def test_trust_on_first_use_then_save_on_a_terminal_never_for_a_changed_key(tmp_path):
+def test_hosts_check_on_a_bare_target_over_real_sshd(bare_world):
+    server, remote_home, laptop = bare_world
+    (laptop / ".ssh" / "known_hosts").write_text(server.known_hosts_line())
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(laptop)}
+    for target in (f"{server.user}@127.0.0.1:{server.port}",
+                   f"ssh://{server.user}@127.0.0.1:{server.port}"):
+        run = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check", target,
+                              "--json"], capture_output=True, text=True, env=env,
+                             stdin=subprocess.DEVNULL, timeout=60)
+        body = json.loads(run.stdout)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert body["result"]["reachable"] is True
+        assert body["result"]["base"] == str(remote_home / "remote-sep")
+    (laptop / ".ssh" / "known_hosts").write_text("")  # unknown key: refused as ever
+    run = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check",
+                          f"{server.user}@127.0.0.1:{server.port}", "--json"],
+                         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                         timeout=60)
+    assert run.returncode == 8 and json.loads(run.stdout)["error"]["kind"] == "host_key"
+
+
+@pytest.mark.e2e
+def test_trust_on_first_use_then_save_on_a_terminal_never_for_a_changed_key(tmp_path,
+                                                                            bare_world):
     from terminal import converse
 
-    remote_home = tmp_path / "remote-home"
-    remote_home.mkdir()
-    server = start_sshd(tmp_path / "sshd", env={"HOME": str(remote_home)})
-    try:
-        laptop = tmp_path / "laptop-home"
-        (laptop / ".ssh").mkdir(parents=True)
-        shutil.copy(server.user_key, laptop / ".ssh" / "id_ed25519")
-        known = laptop / ".ssh" / "known_hosts"
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(laptop), "COLUMNS": "200"}
-        argv = [sys.executable, "-c", MAIN, "hosts", "check",
-                f"{server.user}@127.0.0.1:{server.port}"]
-        fingerprint = subprocess.run(
-            ["ssh-keygen", "-lf", str(server.host_key.with_suffix(".pub"))],
-            capture_output=True, text=True, check=True).stdout.split()[1]
+    server, _, laptop = bare_world
+    known = laptop / ".ssh" / "known_hosts"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(laptop), "COLUMNS": "200"}
+    argv = [sys.executable, "-c", MAIN, "hosts", "check",
+            f"{server.user}@127.0.0.1:{server.port}"]
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-lf", str(server.host_key.with_suffix(".pub"))],
+        capture_output=True, text=True, check=True).stdout.split()[1]
 
-        code, out = converse(argv, env, [("Trust it and add it", "n")])
-        assert code == 8 and fingerprint in out and not known.exists()
+    code, out = converse(argv, env, [("Trust it and add it", "n")])
+    assert code == 8 and fingerprint in out and not known.exists()
 
-        hosts = laptop / ".config" / "remote-sep" / "hosts.yaml"
-        code, out = converse(argv, env, [("Trust it and add it", "y"),
-                                         ("as a host profile?", "n")])
-        assert code == 0, out
-        assert "reachable" in out and known.read_text() == server.known_hosts_line()
-        assert not hosts.exists()
-        code, out = converse(argv, env, [("as a host profile?", "y"), ("Profile name", "box")])
-        assert code == 0 and "Trust it" not in out, out  # known now: asked once only
-        assert "saved as 'box'" in out
-        saved = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check", "box", "--json"],
-                               capture_output=True, text=True, env=env,
-                               stdin=subprocess.DEVNULL, timeout=60)
-        assert saved.returncode == 0, saved.stdout + saved.stderr
+    hosts = laptop / ".config" / "remote-sep" / "hosts.yaml"
+    code, out = converse(argv, env, [("Trust it and add it", "y"),
+                                     ("as a host profile?", "n")])
+    assert code == 0, out
+    assert "reachable" in out and known.read_text() == server.known_hosts_line()
+    assert not hosts.exists()
+    code, out = converse(argv, env, [("as a host profile?", "y"), ("Profile name", "box")])
+    assert code == 0 and "Trust it" not in out, out  # known now: asked once only
+    assert "saved as 'box'" in out
+    saved = subprocess.run([sys.executable, "-c", MAIN, "hosts", "check", "box", "--json"],
+                           capture_output=True, text=True, env=env,
+                           stdin=subprocess.DEVNULL, timeout=60)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
 
-        other = tmp_path / "other_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                       check=True)
-        blob = other.with_suffix(".pub").read_text().split()[1]
-        known.write_text(f"[127.0.0.1]:{server.port} ssh-ed25519 {blob}\n")
-        code, out = converse(argv, env, [("Trust it and add it", "y")])
-        assert code == 8 and "CHANGED" in out and "Trust it" not in out
-        assert blob in known.read_text()  # a prompt never replaces a changed key
-    finally:
-        server.stop()
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    blob = other.with_suffix(".pub").read_text().split()[1]
+    known.write_text(f"[127.0.0.1]:{server.port} ssh-ed25519 {blob}\n")
+    code, out = converse(argv, env, [("Trust it and add it", "y")])
+    assert code == 8 and "CHANGED" in out and "Trust it" not in out
+    assert blob in known.read_text()  # a prompt never replaces a changed key

@@ -166,7 +166,7 @@ def test_a_bundle_on_its_way_when_the_drain_starts_is_withdrawn_too(tmp_path):
 
 @pytest.mark.parametrize("expected", [None, "", "0" * 64])
 def test_an_output_without_its_recorded_sha256_is_never_written(tmp_path, expected):
-    from remote_sep.batch.worker_job import _write_verified
+    from remote_sep.batch.pulls import _write_verified
 
     target = tmp_path / "song_vocals_target.wav"
     with pytest.raises(TransferError):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from remote_sep.provision.auto import ReadyOptions
 
@@ -46,3 +47,27 @@ class WorkerOptions:
     idle_timeout: float | None = None
     # May an unprovisioned host be bootstrapped (--yes, a question)? Default: no, it fails.
     ready: ReadyOptions = field(default_factory=ReadyOptions)
+
+
+class HostReady:
+    """The batch's ReadyOptions for one host: the view shows it bootstrapping, and a yes
+    answered once is not asked again when a reconnect prepares the host anew."""
+
+    def __init__(self, base: ReadyOptions, status: HostStatus):
+        self.base, self.status, self.agreed = base, status, False
+
+    def options(self) -> ReadyOptions:
+        base = self.base
+
+        def ask(question: str) -> bool:
+            assert base.ask is not None
+            self.agreed = self.agreed or base.ask(question)
+            return self.agreed
+
+        def report(event: dict[str, Any]) -> None:
+            if event.get("event") == "auto_bootstrap":
+                self.status.state, self.status.message = "bootstrapping", None
+            base.report(event)
+
+        return replace(base, assume_yes=base.assume_yes or self.agreed, report=report,
+                       ask=ask if base.ask is not None else None)

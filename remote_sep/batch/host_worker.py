@@ -22,12 +22,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from remote_payload.protocol import BYE, CHUNK, ERROR, ITEM_DONE, ITEM_START, LOAD
-from remote_sep.batch.host_status import HostStatus, WorkerOptions
+from remote_sep.batch.host_status import HostReady, HostStatus, WorkerOptions
 from remote_sep.batch.pipe import EventFeed, Ewma, Uploader, queue_depth, timed
 from remote_sep.batch.plan import Unit
 from remote_sep.batch.queue import DONE, FAILED, QUEUED, SKIPPED, WorkQueue
@@ -37,7 +36,6 @@ from remote_sep.errors import AuthFailed, ConfigError, HostKeyError, NotProvisio
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.jobs import layout
 from remote_sep.jobs.follow import error_from_event
-from remote_sep.provision.auto import ReadyOptions
 
 # Connection failures no retry will fix: the host leaves the batch at once.
 FATAL_HOST_ERRORS = (AuthFailed, HostKeyError, NotProvisioned, ConfigError)
@@ -71,7 +69,7 @@ class HostWorker(threading.Thread):
         self._restarts = 0
         self._link_s = Ewma()  # seconds per upload bundle (round trips + bytes)
         self._started_ids: list[str] = []  # job ids this thread tried to start
-        self._agreed = False  # the user said yes to bootstrapping this host (ask once)
+        self._ready = HostReady(self.opts.ready, self.status)  # asks about bootstrap once
         self._worker_error: RemoteSepError | None = None  # the worker's own error event
         # The uploader's take + submit and the drain's withdrawal exclude each other, so a
         # unit is never submitted into an inbox that was already withdrawn and closed.
@@ -98,7 +96,7 @@ class HostWorker(threading.Thread):
                     self._started_ids.append(job_id)  # if the start fails half-way: retire it
                     self._worker_error = None
                     self.job = WorkerJob.start(host, self.profile, self.settings,
-                                               self.input_shas, job_id, self._provision(),
+                                               self.input_shas, job_id, self._ready.options(),
                                                idle_timeout=self.opts.idle_timeout)
                 else:
                     self.job.host = host
@@ -160,7 +158,7 @@ class HostWorker(threading.Thread):
         old_ids = list(dict.fromkeys([*previous, *self._started_ids]))
         if not old_ids:
             return
-        ready = prepare(host, self.profile, self._provision())
+        ready = prepare(host, self.profile, self._ready.options())
         for job_id, items in previous.items():
             old = WorkerJob(host, self.profile, layout.JobPaths(ready.base, job_id), 0,
                             self.input_shas)
@@ -169,24 +167,6 @@ class HostWorker(threading.Thread):
                                   if e.get("event") == ITEM_DONE and old.unit_of(e.get("item"))])
         retire_jobs(host, ready.base, old_ids)
         self._started_ids.clear()
-
-    def _provision(self) -> ReadyOptions:
-        """The batch's ReadyOptions for this host: the view shows it bootstrapping, and a
-        yes answered once is not asked again when a reconnect prepares the host anew."""
-        base = self.opts.ready
-
-        def ask(question: str) -> bool:
-            assert base.ask is not None
-            self._agreed = self._agreed or base.ask(question)
-            return self._agreed
-
-        def report(event: dict[str, Any]) -> None:
-            if event.get("event") == "auto_bootstrap":
-                self.status.state, self.status.message = "bootstrapping", None
-            base.report(event)
-
-        return replace(base, assume_yes=base.assume_yes or self._agreed, report=report,
-                       ask=ask if base.ask is not None else None)
 
     def _give_up(self, message: str, kind: str = "unreachable",
                  hint: str | None = None) -> None:

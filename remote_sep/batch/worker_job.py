@@ -6,8 +6,9 @@ Round trips are what a slow link costs, so every step moves many units at once:
   remote script unpacks it in a staging folder, moves inputs into the content-addressed
   cache and renames the item files into ``inbox/`` (so the worker never reads half a file).
   Inputs over ``INLINE_MAX`` go by SFTP first (fast for big files, latency amortized).
-- ``pull_many``: ONE ``cat`` of the small outputs of every finished unit, split locally by
-  the sizes in their ``item_done`` events, sha256-checked, tmp + rename; big outputs by SFTP.
+- ``pull_many`` (batch/pulls.py): ONE ``cat`` of the small outputs of every finished unit,
+  split locally by the sizes in their ``item_done`` events, sha256-checked, tmp + rename;
+  big outputs by SFTP.
 - events come from a streaming ``tail -f`` (batch/pipe.py EventFeed), or by offset over SFTP.
 ``inbox/CLOSE`` ends the worker once the inbox is empty.
 The stream carries the worker's heartbeat (batch/heartbeat.py).
@@ -15,10 +16,8 @@ The stream carries the worker's heartbeat (batch/heartbeat.py).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import os
 import secrets
 import tarfile
 import threading
@@ -34,23 +33,22 @@ from remote_payload.manifest import (
     item_to_json,
 )
 from remote_payload.protocol import ERROR, ITEM_DONE
-from remote_sep.batch import heartbeat
+from remote_sep.batch import heartbeat, pulls
 from remote_sep.batch.pipe import Ewma
 from remote_sep.batch.plan import Unit
+from remote_sep.batch.pulls import BUNDLE_MAX, INLINE_MAX
 from remote_sep.errors import TransferError
 from remote_sep.hosts.base import RemoteCommandError
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import quote
 from remote_sep.hosts.space import disk_full_on_failure
 from remote_sep.jobs import cache, layout
-from remote_sep.jobs.outputs import local_error
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.jobs.settings import build_settings
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
 READ_LIMIT = 1 << 20  # bytes of events read per poll
-INLINE_MAX = 8 << 20  # a file this small travels inside a bundle (in memory), not by SFTP
-BUNDLE_MAX = 32 << 20  # bytes per upload or download bundle
+
 DAMAGED = 29  # the unpack script's exit status when a file of the bundle fails its sha256
 
 
@@ -310,60 +308,11 @@ class WorkerJob:
         return heartbeat.follow_script(self.paths.events, heartbeat.heartbeat_path(
             self.paths.dir), self.cursor.offset, self.pid, self.idle_timeout)
 
-    # --- pulling ----------------------------------------------------------------------
+    # --- pulling (batch/pulls.py) --------------------------------------------------------
     def pull_many(self, todo: list[tuple[Unit, dict[str, Any]]],
                   done: Callable[[Unit, dict[str, str]], None]) -> None:
-        """Fetch the outputs of finished units: small ones in ``cat`` bundles (one round
-        trip each), big ones by SFTP; each sha256-checked against its event, tmp + rename,
-        then ``done(unit, shas)``."""
-        bundle: list[tuple[Unit, list[tuple[str, str, int, str | None]]]] = []
-        bundle_bytes = 0
-        for unit, outputs in todo:
-            files = []
-            for role in unit.outputs:
-                info = outputs.get(role)
-                if not isinstance(info, dict) or not info.get("path"):
-                    raise TransferError(f"{unit.label}: the worker reported no {role} output")
-                files.append((role, self.paths.resolve(str(info["path"])),
-                              info.get("bytes"), info.get("sha256")))
-            size = sum(f[2] if isinstance(f[2], int) else INLINE_MAX + 1 for f in files)
-            if size > INLINE_MAX:
-                done(unit, self._pull_sftp(unit, files))
-                continue
-            if bundle_bytes + size > BUNDLE_MAX:
-                self._pull_cat(bundle, done)
-                bundle, bundle_bytes = [], 0
-            bundle.append((unit, files))
-            bundle_bytes += size
-        if bundle:
-            self._pull_cat(bundle, done)
-
-    def _pull_sftp(self, unit: Unit, files: list) -> dict[str, str]:
-        shas = {}
-        for role, remote, _, sha in files:
-            local = unit.outputs[role]
-            try:
-                local.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise local_error(exc, local.parent) from None
-            shas[role] = self.host.get_file(remote, local, expected_sha256=sha)
-        return shas
-
-    def _pull_cat(self, bundle: list, done: Callable[[Unit, dict[str, str]], None]) -> None:
-        paths = [remote for _, files in bundle for _, remote, _, _ in files]
-        result = self.host.run(["cat", "--", *paths], check=False)
-        data, at = result.stdout, 0
-        if result.exit_code != 0 or len(data) != sum(f[2] for _, fs in bundle for f in fs):
-            raise TransferError(f"pulling {len(paths)} outputs from {self.host.name} failed "
-                                f"(exit {result.exit_code}): "
-                                f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
-        for unit, files in bundle:
-            shas = {}
-            for role, remote, size, sha in files:
-                shas[role] = _write_verified(unit.outputs[role], data[at:at + size], sha,
-                                             f"{remote} from {self.host.name}")
-                at += size
-            done(unit, shas)
+        """Fetch the outputs of finished units, then ``done(unit, shas)`` (batch/pulls.py)."""
+        pulls.pull_many(self.host, self.paths, todo, done)
 
     def withdraw_untaken(self) -> list[Unit]:
         """Take back every item the worker has not taken yet and close the inbox, in ONE
@@ -405,22 +354,3 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, sums: list[str]) -> None:
     info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
     tar.addfile(info, io.BytesIO(data))
     sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
-
-
-def _write_verified(local: Path, data: bytes, expected: str | None, what: str) -> str:
-    """Write ``data`` to ``local`` by temp name + rename once its sha256 is the expected one."""
-    got = hashlib.sha256(data).hexdigest()
-    if not expected or got != expected.lower():  # the payload always records one
-        raise TransferError(f"{what} arrived with sha256 {got}, expected {expected}; the file "
-                            "was not written", hint="run the command again to retry the pull")
-    tmp = local.with_name(f".{local.name}.part-{secrets.token_hex(4)}")
-    try:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, local)
-    except OSError as exc:  # this machine's disk or folder: not a link error
-        raise local_error(exc, local) from None
-    finally:
-        with contextlib.suppress(OSError):  # fails itself on a name too long
-            tmp.unlink(missing_ok=True)
-    return got
