@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import video
 from .manifest import HOP_LENGTH, Settings, resolve_model
 
 # Rough activation memory per second of audio per candidate (fp16/bf16). Only a starting
@@ -123,6 +124,8 @@ class Engine:
         overrides: dict[str, Any] = {}
         if settings.rerank <= 1:  # rankers only serve reranking_candidates > 1
             overrides.update(text_ranker=None, visual_ranker=None)
+        if not settings.video:  # the visual ranker only ever scores a masked video
+            overrides["visual_ranker"] = None
         if not settings.predict_spans:
             overrides["span_predictor"] = None
         try:
@@ -141,6 +144,8 @@ class Engine:
             raise EngineError(*mapped) from exc
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.processor = processor
+        if settings.video:
+            video.fit_vision_encoder(self.model, self.dtype)
         return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
                 "seconds": round(time.monotonic() - started, 3),
                 "components_off": sorted(overrides)}
@@ -207,9 +212,11 @@ class Engine:
     def sample_rate(self) -> int:
         return int(self.processor.audio_sampling_rate)
 
-    def separate(self, signals: list[np.ndarray], descriptions: list[str],
-                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Separate equal-length 1-D model-rate signals; each output trimmed to its input."""
+    def separate(self, signals: list[np.ndarray], descriptions: list[str], seed: int,
+                 videos: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Separate equal-length 1-D model-rate signals; each output trimmed to its input.
+        ``videos``: per signal, its chunk's (frames, masks) (video.VideoSource.for_chunk)."""
         torch = self.torch
         settings = self.settings
         frame = int(getattr(self.processor, "audio_hop_length", HOP_LENGTH))
@@ -220,7 +227,10 @@ class Engine:
         ode_opt = {"method": settings.ode_method, "options": {"step_size": settings.ode_step_size}}
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                batch = self.processor(descriptions=descriptions, audios=audios).to(self.device)
+                prompts = {} if videos is None else {
+                    "masked_videos": video.masked_videos(self.processor, videos)}
+                batch = self.processor(descriptions=descriptions, audios=audios,
+                                       **prompts).to(self.device)
                 torch.manual_seed(seed)  # noise and the codec watermark both draw from it
                 with torch.inference_mode():
                     result = self.model.separate(batch, ode_opt=ode_opt,

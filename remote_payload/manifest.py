@@ -80,6 +80,9 @@ class Settings:
     stereo: str = "mid"  # mid: separate the channel mean once | channels: each channel alone
     # Batch worker (--inbox): retire once the laptop's heartbeat is this old (0: never).
     worker_idle_timeout: float = DEFAULT_WORKER_IDLE_TIMEOUT
+    # The job's items carry visual prompts (Item.video): the visual ranker serves --rerank
+    # and the vision encoder is fitted to the dtype (remote_payload/video.py).
+    video: bool = False
 
     def validate(self) -> None:
         """Every setting checked before the model loads; the message names the field."""
@@ -149,7 +152,7 @@ _SETTING_TYPES: dict[str, type] = {
     "overlap_seconds": float, "min_chunk_seconds": float, "batch_size": int, "rerank": int,
     "predict_spans": bool, "seed": int, "ode_method": str, "ode_step_size": float,
     "format": str, "subtype": str, "sample_rate": int, "stereo": str,
-    "worker_idle_timeout": float,
+    "worker_idle_timeout": float, "video": bool,
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", float: "a number",
                int: "a whole number"}
@@ -161,12 +164,21 @@ class Item:
     input: str
     descriptions: list[str]
     prefixes: list[str]
+    # A visual prompt: frames + masks files and their fps (format in remote_payload/video.py).
+    video: dict[str, Any] | None = None
 
     def validate(self) -> None:
         if not self.id or "/" in self.id:
             raise ManifestError(f"item id {self.id!r} must be non-empty and contain no '/'")
         if len(self.descriptions) != len(self.prefixes) or not self.descriptions:
             raise ManifestError(f"item {self.id}: needs one prefix per description (>= 1)")
+        if self.video is not None:
+            from .video import VideoError, check_ref
+
+            try:
+                check_ref(self.video, f"item {self.id}")
+            except VideoError as exc:
+                raise ManifestError(str(exc)) from None
 
 
 @dataclass

@@ -55,6 +55,7 @@ from .protocol import (
     exit_code_for,
 )
 from .separation import DescJob, ItemSeparation, make_plan, output_paths
+from .video import VideoError, VideoSource, open_video
 
 PAYLOAD_VERSION = "0.1.0"
 POLL_SECONDS = 0.2
@@ -119,7 +120,7 @@ class Runner:
         todo: list[DescJob] = []
         for k, (text, prefix) in enumerate(zip(item.descriptions, item.prefixes, strict=True)):
             paths = output_paths(self.base, prefix, self.settings.extension)
-            if not text or not text.strip():
+            if (not text or not text.strip()) and item.video is None:  # a video is a prompt
                 self.error("bad_description", f"description {k} of item {item.id} is empty",
                            item=item.id, desc=k)
                 continue
@@ -136,10 +137,23 @@ class Runner:
         except audio_io.BadAudio as exc:
             self.error("bad_audio", str(exc), item=item.id)
             return
+        source_video = None
+        if item.video is not None:
+            try:
+                source_video = self._open_video(item)
+            except VideoError as exc:
+                self.error("bad_config", str(exc), item=item.id)
+                return
         self.ensure_loaded()
-        self._separate(item, info, todo)
+        self._separate(item, info, todo, source_video)
 
-    def _separate(self, item: Item, info: audio_io.AudioInfo, todo: list[DescJob]) -> None:
+    def _open_video(self, item: Item) -> VideoSource:
+        if not self.settings.video:  # the model was (or will be) loaded without its video path
+            raise VideoError(f"item {item.id} has a video but settings.video is false")
+        return open_video(self.base, item.video)
+
+    def _separate(self, item: Item, info: audio_io.AudioInfo, todo: list[DescJob],
+                  source_video: VideoSource | None = None) -> None:
         assert self.engine is not None
         started = time.monotonic()
         chunk_s = self.settings.chunk_seconds
@@ -151,7 +165,8 @@ class Runner:
                              duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
                              channels=info.channels, batch=batch,
                              chunks=len(make_plan(info, self.settings, chunk_s)),
-                             chunk_seconds=chunk_s)
+                             chunk_seconds=chunk_s, **({} if source_video is None else
+                                                       {"video_frames": source_video.count}))
 
         def on_chunk(job: DescJob, total: int) -> None:
             self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
@@ -160,7 +175,8 @@ class Runner:
         while True:
             for job in todo:
                 job.chunks_done = 0
-            run = ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk)
+            run = ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk,
+                                 video=source_video)
             try:
                 shas = run.run(chunk_s, batch)
                 break

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import _video
 from ._hub import require_checkpoint, resolve_config
 
 DFLT_ODE_OPT = {"method": "midpoint", "options": {"step_size": 2 / 32}}
@@ -61,6 +62,7 @@ class SAMAudio(torch.nn.Module):
             self.codec_in.weight.copy_(_lowpass_kernel(self.sample_rate).view(1, 1, TAPS))
             self.codec_in.bias.zero_()
         self.dropout = torch.nn.Dropout(0.1)  # perturbs outputs until .eval(), like the DiT
+        self.vision_encoder = _video.VisionEncoder()  # always built, like the real one
         self.text_ranker = config.get("text_ranker")
         self.visual_ranker = config.get("visual_ranker")
         if config.get("span_predictor") is not None:
@@ -117,6 +119,10 @@ class SAMAudio(torch.nn.Module):
             jitter = noise[::reranking_candidates].reshape(bsz, -1)[:, :1]
             ramp = torch.linspace(-1, 1, padded_len, device=audios.device, dtype=audios.dtype)
             target = target + level * jitter * ramp
+        if batch.masked_video is not None:  # the visual prompt, see _video.py
+            target = target + _video.video_term(self.vision_encoder, batch.masked_video,
+                                                batch.sizes, self.hop_length, padded_len,
+                                                target)
         # Beyond each item's own samples the real decoder returns codec output, not silence.
         for row, own in zip(target, batch.wav_sizes, strict=True):
             row[int(own):] = 0.25
