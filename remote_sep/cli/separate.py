@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.table import Table
 
@@ -54,10 +55,12 @@ def _print_outputs(result: dict[str, Any]) -> None:
 
 
 def separate(
-    audio: Annotated[Path, typer.Argument(help="The audio file to separate.")],
-    desc: Annotated[list[str], typer.Option("--desc", "-d", help=(
-        "Text description of the sound to take out (repeat for several)."))],
+    audio: Annotated[Path, typer.Argument(help=(
+        "The audio file to separate (or a video: its audio track, with --mask/--box)."))],
     host: HostOption,
+    desc: Annotated[list[str] | None, typer.Option("--desc", "-d", help=(
+        "Text description of the sound to take out (repeat for several; optional with a "
+        "visual prompt)."))] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help=(
         "Output prefix: writes PREFIX_target.EXT and PREFIX_residual.EXT (default: "
         "<input stem>_<description> next to the input). DIR/ or an existing folder: "
@@ -75,6 +78,15 @@ def separate(
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write PREFIX_preview.png: spectrograms of input, target and residual "
         "(needs the `preview` extra: matplotlib)."))] = False,
+    video: Annotated[Path | None, typer.Option(help=(
+        "Visual prompt (-tv models): the video whose object is to be heard; the audio stays "
+        "AUDIO's. Needs --mask or --box. See docs/video.md."))] = None,
+    mask: Annotated[Path | None, typer.Option(help=(
+        "Mask video of the object (white on it, one frame per video frame, e.g. from "
+        "SAM 2); with AUDIO a video, or --video."))] = None,
+    box: Annotated[str | None, typer.Option(help=(
+        "The object as a fixed box X0,Y0,X1,Y1 in pixels of the video frame (instead of "
+        "--mask)."))] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
@@ -94,15 +106,22 @@ def separate(
         settings_options,
     )
     from remote_sep.jobs.settings import requested_settings
+    from remote_sep.jobs.visual import visual_prompt
+
+    if not desc and video is None and mask is None and box is None:
+        raise click.UsageError("Missing option '--desc' / '-d' (optional only with a visual "
+                               "prompt: --video, --mask, --box)")
 
     def action() -> dict[str, Any]:
-        check_inputs(audio.expanduser(), desc)  # the user's own mistakes first
+        visual = visual_prompt(audio.expanduser(), video, mask, box)
+        descriptions = desc or [""]  # no text: the video alone is the prompt
+        check_inputs(audio.expanduser(), descriptions, visual)  # the user's own mistakes first
         if preview:
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
-        opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
+        opts = SeparateOptions(descriptions=descriptions, out=out, model=model, dtype=dtype,
                                chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               steps=steps, format=fmt, force=force)
+                               steps=steps, format=fmt, force=force, visual=visual)
         requested_settings(settings_options(opts))  # bad options before the profile
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(
