@@ -75,14 +75,14 @@ def test_audio_track_is_extracted_exactly(tmp_path: Path):
     tone = _tone(0.5, 44_100)
     video = write_video(tmp_path / "v.mkv", level_frames(12, 16, 16), 24, audio=tone,
                         audio_rate=44_100)
-    out = video_decode.extract_audio(video, tmp_path / "a.wav")
+    out = video_decode.extract_audio(video, tmp_path / "a.w64")
     data, rate = sf.read(out, dtype="float32")
     assert rate == 44_100 and data.shape == tone.shape
     np.testing.assert_allclose(data, tone, atol=1 / 32767)  # 16-bit PCM in the container
     # an AAC track (what phones write) comes out with its rate and channels too
     mp4 = write_video(tmp_path / "v.mp4", level_frames(12, 16, 16), 24, audio=tone,
                       audio_rate=44_100)
-    data, rate = sf.read(video_decode.extract_audio(mp4, tmp_path / "b.wav"))
+    data, rate = sf.read(video_decode.extract_audio(mp4, tmp_path / "b.w64"))
     assert rate == 44_100 and data.shape[1] == 2 and abs(len(data) - len(tone)) < 2048
 
 

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.table import Table
 
@@ -109,8 +108,9 @@ def separate(
     from remote_sep.jobs.visual import visual_prompt
 
     if not desc and video is None and mask is None and box is None:
-        raise click.UsageError("Missing option '--desc' / '-d' (optional only with a visual "
-                               "prompt: --video, --mask, --box)")
+        raise typer.BadParameter("missing: a text description of the sound (optional only "
+                                 "with a visual prompt: --video, --mask, --box)",
+                                 param_hint="'--desc' / '-d'")
 
     def action() -> dict[str, Any]:
         visual = visual_prompt(audio.expanduser(), video, mask, box)

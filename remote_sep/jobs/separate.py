@@ -180,7 +180,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     link = Link(profile, connect, notify=notify)
     record = None
     try:
-        ready = _ready_host(link, profile, (cache_name, audio.stat().st_size),
+        ready = _ready_host(link, profile, (cache_name, source.stat().st_size),
                             provision or ReadyOptions(), opts.model)
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})

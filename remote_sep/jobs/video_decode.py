@@ -144,7 +144,7 @@ def decode(video: Path, frames_out: Path, masks_out: Path, *, mask: Path | None 
             mask_container = av.open(str(mask)) if mask is not None else None
             try:
                 pairs = _pairs(container, mask_container, video, mask, size, box_mask)
-                count, decoded = _resample(pairs, fps, fout, mout)
+                count, decoded = _resample(pairs, fps, _frame_step(container), fout, mout)
             finally:
                 if mask_container is not None:
                     mask_container.close()
@@ -195,16 +195,20 @@ def _pairs(container, mask_container, video: Path, mask: Path | None, size: int,
         raise ConfigError(f"{video} holds no video frames")
 
 
-def _resample(pairs, fps: float, fout, mout) -> tuple[int, int]:
+def _frame_step(container) -> float:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    return 1 / float(rate) if rate else 1 / FPS
+
+
+def _resample(pairs, fps: float, step: float, fout, mout) -> tuple[int, int]:
     """Write, for every output time k / fps, the source frame nearest to it; the last one
-    holds for its own duration. Returns (frames written, frames decoded)."""
+    holds for its own duration (``step``, the stream's nominal frame time). Returns
+    (frames written, frames decoded)."""
     written = decoded = 0
     prev = None  # (time, rgb, mask)
-    step = None
     for current in pairs:
         decoded += 1
-        if prev is not None:
-            step = current[0] - prev[0] if current[0] > prev[0] else step
         while written / fps <= current[0]:
             t = written / fps
             pick = current if prev is None or current[0] - t < t - prev[0] else prev
@@ -212,8 +216,9 @@ def _resample(pairs, fps: float, fout, mout) -> tuple[int, int]:
             mout.write(pick[2].tobytes())
             written += 1
         prev = current
-    end = prev[0] + (step or 1 / fps)  # the last frame shows for one frame's duration
-    while written / fps < end - 1e-9 or written == 0:
+    end = prev[0] + step  # the last frame shows for one frame's duration
+    # (1 ms of slack: containers such as Matroska round frame times to milliseconds)
+    while written / fps < end - 1e-3 or written == 0:
         fout.write(prev[1].tobytes())
         mout.write(prev[2].tobytes())
         written += 1
@@ -242,7 +247,11 @@ def _to_npy(raw: Path, out: Path, shape: tuple[int, ...]) -> None:
 
 
 def extract_audio(video: Path, out: Path) -> Path:
-    """The video's first audio track -> a float wav at its own rate and channel count."""
+    """The video's first audio track -> float32 samples at its own rate and channel count,
+    in a Wave64 file (``out``'s suffix is the caller's; use ``.w64``). Not WAV: libsndfile
+    stamps float WAVs with a PEAK chunk holding the time of writing, so the same track would
+    hash differently each run and defeat the content-addressed cache (W64 has no such
+    chunk, nor WAV's 4 GB limit)."""
     av = require_av()
     import soundfile
 
@@ -259,7 +268,7 @@ def extract_audio(video: Path, out: Path) -> Path:
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             written = 0
             with soundfile.SoundFile(str(out), "w", samplerate=rate, channels=channels,
-                                     subtype="FLOAT", format="WAV") as sink:
+                                     subtype="FLOAT", format="W64") as sink:
                 for frame in container.decode(stream):
                     for part in resampler.resample(frame):
                         block = part.to_ndarray().T

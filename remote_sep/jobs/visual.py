@@ -111,7 +111,7 @@ def stage(audio: Path, prompt: VisualPrompt, folder: Path) -> Staged:
     video when the input is the video) and the frames + masks files."""
     check_prompt(audio, prompt)
     if audio_is_the_video(audio, prompt):
-        audio = video_decode.extract_audio(audio, folder / f"{audio.stem}.wav")
+        audio = video_decode.extract_audio(audio, folder / f"{audio.stem}.w64")
     decoded = video_decode.decode(prompt.video, folder / "frames.npy", folder / "masks.npy",
                                   mask=prompt.mask, box=prompt.box)
     return Staged(audio, decoded.frames, decoded.masks, sha256_file(decoded.frames),
