@@ -19,6 +19,8 @@ from test_video_payload import write_video
 
 from remote_payload.manifest import Item, Settings
 
+pytestmark = pytest.mark.timeout(TIMEOUT * 3)  # several real-model runs per test
+
 
 @pytest.fixture(scope="module")
 def real_python() -> str:

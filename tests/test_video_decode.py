@@ -15,8 +15,6 @@ from remote_sep.errors import BadAudio, ConfigError
 from remote_sep.jobs import video_decode
 from remote_sep.jobs.visual import VisualPrompt, check_model, stage, visual_prompt
 
-pytest.importorskip("av")
-
 
 def _tone(seconds: float, rate: int = 48_000) -> np.ndarray:
     t = np.arange(round(seconds * rate)) / rate

@@ -23,7 +23,6 @@ from remote_payload.protocol import EXIT_CODES
 from remote_payload.separation import make_plan
 from remote_sep.jobs.video_decode import extract_audio
 
-pytest.importorskip("av")
 pytestmark = pytest.mark.e2e
 
 
