@@ -158,9 +158,38 @@ def decode(video: Path, frames_out: Path, masks_out: Path, *, mask: Path | None 
     return Decoded(frames_out, masks_out, count, decoded, size)
 
 
+class _Picked:
+    """One source frame (and its mask frame), converted only once picked: frames that no
+    output time is nearest to are decoded but never resized."""
+
+    def __init__(self, time: float, frame, mask_frame, box_mask, size: int):
+        self.time = time
+        self._frame, self._mask_frame, self._box_mask, self._size = (frame, mask_frame,
+                                                                     box_mask, size)
+        self._bytes: tuple[bytes, bytes] | None = None
+
+    def data(self) -> tuple[bytes, bytes]:
+        """(RGB (3, S, S) bytes, packed mask (1, S, ceil(S/8)) bytes)."""
+        if self._bytes is None:
+            # AREA: a box filter, the right one for shrinking (and the fastest swscale has)
+            size = self._size
+            rgb = self._frame.reformat(width=size, height=size, format="rgb24",
+                                       interpolation="AREA").to_ndarray()
+            if self._mask_frame is not None:
+                gray = self._mask_frame.reformat(width=size, height=size, format="gray",
+                                                 interpolation="AREA").to_ndarray()
+                mask = (gray > MASK_THRESHOLD).astype(np.uint8)
+            else:
+                mask = self._box_mask
+            self._bytes = (rgb.transpose(2, 0, 1).tobytes(),
+                           np.packbits(mask[None], axis=-1).tobytes())
+            self._frame = self._mask_frame = None
+        return self._bytes
+
+
 def _pairs(container, mask_container, video: Path, mask: Path | None, size: int,
-           box_mask: np.ndarray | None) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
-    """(time from the first frame, RGB (3, S, S), packed mask) per source frame."""
+           box_mask: np.ndarray | None) -> Iterator[_Picked]:
+    """Every source frame with its time from the first frame, and its mask."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     masks = None
@@ -174,19 +203,13 @@ def _pairs(container, mask_container, video: Path, mask: Path | None, size: int,
     for frame in container.decode(stream):
         time = frame.time if frame.time is not None else index / rate
         first = time if first is None else first
-        rgb = frame.reformat(width=size, height=size, format="rgb24",
-                             interpolation="BICUBIC").to_ndarray()
+        mask_frame = None
         if masks is not None:
             mask_frame = next(masks, None)
             if mask_frame is None:
                 raise ConfigError(f"mask {mask.name} ends after {index} frames, before the "
                                   f"video {video.name}: one mask frame per video frame")
-            gray = mask_frame.reformat(width=size, height=size, format="gray",
-                                       interpolation="AREA").to_ndarray()
-            object_mask = (gray > MASK_THRESHOLD).astype(np.uint8)
-        else:
-            object_mask = box_mask
-        yield time - first, rgb.transpose(2, 0, 1), np.packbits(object_mask[None], axis=-1)
+        yield _Picked(time - first, frame, mask_frame, box_mask, size)
         index += 1
     if masks is not None and next(masks, None) is not None:
         raise ConfigError(f"mask {mask.name} has more frames than the video {video.name} "
@@ -206,22 +229,25 @@ def _resample(pairs, fps: float, step: float, fout, mout) -> tuple[int, int]:
     holds for its own duration (``step``, the stream's nominal frame time). Returns
     (frames written, frames decoded)."""
     written = decoded = 0
-    prev = None  # (time, rgb, mask)
+    prev: _Picked | None = None
+
+    def emit(pick: _Picked) -> None:
+        nonlocal written
+        rgb, mask = pick.data()
+        fout.write(rgb)
+        mout.write(mask)
+        written += 1
+
     for current in pairs:
         decoded += 1
-        while written / fps <= current[0]:
+        while written / fps <= current.time:
             t = written / fps
-            pick = current if prev is None or current[0] - t < t - prev[0] else prev
-            fout.write(pick[1].tobytes())
-            mout.write(pick[2].tobytes())
-            written += 1
+            emit(current if prev is None or current.time - t < t - prev.time else prev)
         prev = current
-    end = prev[0] + step  # the last frame shows for one frame's duration
+    end = prev.time + step  # the last frame shows for one frame's duration
     # (1 ms of slack: containers such as Matroska round frame times to milliseconds)
     while written / fps < end - 1e-3 or written == 0:
-        fout.write(prev[1].tobytes())
-        mout.write(prev[2].tobytes())
-        written += 1
+        emit(prev)
     return written, decoded
 
 
