@@ -15,12 +15,14 @@ import soundfile as sf
 from conftest import write_hosts_file
 from test_separate_e2e import hosts_yaml, invoke, state_dir  # noqa: F401
 from test_video_payload import expected_term, frame_features
+from typer.testing import CliRunner
 from video_util import box_masks, level_frames, write_video
 
 from remote_payload.audio_io import probe
 from remote_payload.manifest import Settings
 from remote_payload.protocol import EXIT_CODES
 from remote_payload.separation import make_plan
+from remote_sep.cli.main import app
 from remote_sep.jobs.video_decode import extract_audio
 
 pytestmark = pytest.mark.e2e
@@ -98,6 +100,12 @@ def test_audio_file_with_a_mask_video_and_no_text(ssh_server, tmp_path):
     assert sf.info(entry["target"]).frames == 48_000
     settings, item = _job_item(tmp_path, body["result"]["job_id"])
     assert item["descriptions"] == [""] and settings["rerank"] == 2 and settings["video"]
+    # the human summary says what the prompt was
+    human = CliRunner().invoke(app, list(map(str, (
+        "separate", song, "--video", clip, "--mask", mask, "--model", "small-tv", "--force",
+        "--host", "gpu", "--hosts", hosts))))
+    assert human.exit_code == 0, human.output
+    assert "visual prompt: clip.mp4, mask mask.mp4, 30 frames at 25 fps" in human.output
 
 
 def test_visual_mistakes_fail_before_any_connection(tmp_path):

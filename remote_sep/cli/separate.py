@@ -49,6 +49,12 @@ def _print_outputs(result: dict[str, Any]) -> None:
                 out_console.print(entry[kind], markup=False, highlight=False, soft_wrap=True)
     for png in result.get("previews", []):
         out_console.print(png, markup=False, highlight=False, soft_wrap=True)
+    if result.get("video"):
+        video = result["video"]
+        what = f"box {','.join(map(str, video['box']))}" if video["box"] else \
+            f"mask {Path(video['mask']).name}"
+        err_console.print(f"visual prompt: {Path(video['video']).name}, {what}, "
+                          f"{video['frames']} frames at {video['fps']:g} fps", markup=False)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
 
