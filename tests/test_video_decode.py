@@ -135,3 +135,11 @@ def test_stage_takes_the_audio_from_the_video_or_the_given_file(tmp_path: Path):
     assert stage(wav, VisualPrompt(silent, None, (0, 0, 8, 8)), tmp_path / "b").audio == wav
     with pytest.raises(BadAudio, match="no audio track"):
         stage(silent, VisualPrompt(silent, None, (0, 0, 8, 8)), tmp_path / "b")
+
+
+def test_without_pyav_the_message_says_how_to_get_it(tmp_path: Path, monkeypatch):
+    video = write_video(tmp_path / "v.mkv", level_frames(3, 16, 16), 25)
+    monkeypatch.setitem(__import__("sys").modules, "av", None)  # import av -> ImportError
+    with pytest.raises(ConfigError, match="needs PyAV") as caught:
+        video_decode.decode(video, tmp_path / "f.npy", tmp_path / "k.npy", box=(0, 0, 4, 4))
+    assert "remote-sep[video]" in caught.value.hint
