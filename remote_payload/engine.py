@@ -145,7 +145,7 @@ class Engine:
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.processor = processor
         if settings.video:
-            video.fit_vision_encoder(self.model, self.dtype)
+            video.fit_vision_encoder(self.model, self.dtype, self.device)
         return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
                 "seconds": round(time.monotonic() - started, 3),
                 "components_off": sorted(overrides)}

@@ -124,24 +124,30 @@ def masked_videos(processor: Any, videos: list[tuple[np.ndarray, np.ndarray]]) -
     return processor.mask_videos(frames, masks)
 
 
-def fit_vision_encoder(model: Any, dtype: Any) -> bool:
-    """Make the vision encoder take its input in the model's dtype.
+def fit_vision_encoder(model: Any, dtype: Any, device: str) -> bool:
+    """Make the vision encoder run in a bf16/fp16 model.
 
     The real ``PerceptionEncoder`` turns frames into float32 (``x.float() / 255``) inside its
     transform and hands them to its first conv: in a bf16/fp16 model that is "Input type
     (torch.FloatTensor) and weight type (…BFloat16…) should be the same" for any video
-    (checked with the real classes at 68b48d4). Casting at ``encode`` fixes it; fp32 needs
-    nothing. Returns whether it patched.
+    (checked with the real classes at 68b48d4). The encoder's forward is run under autocast
+    in the model's dtype (its convs and matmuls take the float32 frames) and its features are
+    handed on in that dtype. Wrapping ``forward`` of whatever sits at ``model.vision_encoder``
+    also covers an encoder built on its first call (a lazy load). fp32 needs nothing.
+    Returns whether it wrapped.
     """
     import torch
 
     encoder = getattr(model, "vision_encoder", None)
-    encode = getattr(encoder, "encode", None)
-    if encode is None or dtype == torch.float32:
+    if encoder is None or dtype == torch.float32:
         return False
+    forward = encoder.forward
+    device_type = torch.device(device).type
 
-    def encode_in_dtype(x, _encode=encode):
-        return _encode(x.to(dtype))
+    def forward_in_dtype(*args, **kwargs):
+        with torch.autocast(device_type=device_type, dtype=dtype):
+            features = forward(*args, **kwargs)
+        return features.to(dtype)
 
-    encoder.encode = encode_in_dtype
+    encoder.forward = forward_in_dtype
     return True

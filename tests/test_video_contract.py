@@ -47,7 +47,7 @@ def test_real_video_prompt_bf16_chunked_reranked(real_python: str, tiny_tv: Path
                                                   tmp_path: Path):
     """Two chunks, each with the frames of its time range, in bf16: the real vision encoder
     turns frames into float32 inside its transform, so a bf16 model crashes on any video
-    unless the payload casts at encode (remote_payload/video.py fit_vision_encoder)."""
+    unless the payload runs it under autocast (remote_payload/video.py fit_vision_encoder)."""
     source = write_audio(tmp_path / "in.wav", seconds=1.5, rate=48_000, channels=2)
     ref, _, _ = write_video(tmp_path / "v", count=38, height=24, width=40)
     settings = Settings(model=str(tiny_tv), device="cpu", dtype="bf16", chunk_seconds=1.0,

@@ -157,7 +157,7 @@ def test_item_video_shape_is_checked_by_the_manifest():
 
 def test_bf16_model_takes_the_video(tmp_path: Path):
     """The real vision encoder turns frames into float32 inside its transform: a bf16 model
-    crashes on any video unless the payload casts at encode (remote_payload/video.py)."""
+    crashes on any video unless the payload runs it under autocast (remote_payload/video.py)."""
     source = write_audio(tmp_path / "in.wav", seconds=0.5, rate=RATE)
     ref, _, _ = write_video(tmp_path / "v", count=13)
     code, events, proc = run_payload(tmp_path / "job", [Item("b", str(source), ["x"], ["out/b"],

@@ -17,6 +17,7 @@ computes the expected target from the frames and masks it gave.
 from __future__ import annotations
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 VIDEO_GAIN = 0.05
 
@@ -52,8 +53,10 @@ class VisionEncoder(torch.nn.Module):
         return self.conv(x).mean(dim=(1, 2, 3))  # (T,)
 
     @torch.no_grad()
-    def forward(self, videos: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [self.encode(video.float() / 255.0) for video in videos]
+    def forward(self, videos: list[torch.Tensor]) -> torch.Tensor:
+        """(B, T): one feature per frame, padded along time like the real one."""
+        return pad_sequence([self.encode(video.float() / 255.0) for video in videos],
+                            batch_first=True)
 
 
 def video_term(encoder: VisionEncoder, masked_video, sizes: torch.Tensor, hop: int,
