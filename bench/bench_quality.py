@@ -73,7 +73,7 @@ wide = real_sam_tiny.tiny_config
 
 def narrow(t5_dir):
     config = wide(t5_dir)
-    config["audio_codec"]["decoder_dim"] = 64
+    config["audio_codec"]["decoder_dim"] = 256
     return config
 
 real_sam_tiny.tiny_config = narrow

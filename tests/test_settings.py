@@ -236,3 +236,17 @@ def test_separate_and_batch_refuse_a_bad_hosts_yaml_default_with_its_line(tmp_pa
                                                "4").items():
         assert code == 4, (command, body)
         assert f"({hosts}:{line}) field 'overlap'" in body["error"]["message"], body["error"]
+
+
+def test_batch_refuses_hosts_whose_hosts_yaml_formats_differ_before_connecting(tmp_path):
+    entry = {"host": "127.0.0.1", "known_hosts": str(tmp_path / "kh"), "python": sys.executable}
+    hosts = write_hosts_file(tmp_path / "hosts.yaml", {
+        "a": {**entry, "port": free_port(), "format": "flac"},
+        "b": {**entry, "port": free_port()}})
+    audio = make_wav(tmp_path / "in" / "a.wav")
+    result = CliRunner().invoke(app, ["batch", str(audio), "-d", "x", "--hosts", "a,b",
+                                      "--hosts-file", str(hosts), "-o", str(tmp_path / "out"),
+                                      "--json"])
+    body = json.loads(result.stdout.splitlines()[-1])
+    assert result.exit_code == 4 and "a: flac, b: wav" in body["error"]["message"], body
+    assert not (tmp_path / "out").exists()
