@@ -1,7 +1,8 @@
 """Settings that are not the defaults really reach the payload over a real loopback sshd:
-the files written are 24-bit at 44.1 kHz when asked, a hosts.yaml `quality:` preset is in
-the job's manifest, and `separate` and `batch` build the same settings from the same
-options (stand-in sam_audio, the only double)."""
+the files written are 24-bit at 44.1 kHz when asked, a hosts.yaml `quality:` preset and
+`format:` are in the job's manifest (batch names its outputs with the host's format), and
+`separate` and `batch` build the same settings from the same options (stand-in sam_audio,
+the only double)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def job_settings(job: Path) -> dict:
 def test_bit_depth_sample_rate_and_a_hosts_yaml_preset_reach_the_payload(
         tmp_path, make_ssh_server):
     hosts_file, _ = fleet(tmp_path, {"gpu1": make_ssh_server("gpu1")})
-    text = hosts_file.read_text().replace("    host:", "    quality: fast\n    host:", 1)
+    text = hosts_file.read_text().replace("    host:", "    quality: fast\n    format: flac\n"
+                                          "    host:", 1)
     hosts_file.write_text(text)
     (song,) = make_songs(tmp_path / "in", 1, seconds=1.0, rate=16000)
     options = ("--bit-depth", "24", "--sample-rate", "44100", "--chunk-seconds", "0.5")
@@ -40,7 +42,7 @@ def test_bit_depth_sample_rate_and_a_hosts_yaml_preset_reach_the_payload(
     assert code == 0, body
     for kind in ("target", "residual"):
         info = sf.info(body["result"]["outputs"][0][kind])
-        assert (info.subtype, info.samplerate) == ("PCM_24", 44100), info
+        assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", 44100), info
         assert info.frames == 44100  # 1 s of input at the new rate
     (job,) = remote_jobs(tmp_path, "gpu1")
     alone = job_settings(job)
@@ -53,9 +55,10 @@ def test_bit_depth_sample_rate_and_a_hosts_yaml_preset_reach_the_payload(
                      hosts_file, "-o", tmp_path / "out", *options)
     assert code == 0, body
     (item,) = body["result"]["items"]
-    for out in item["outputs"].values():
+    for out in item["outputs"].values():  # named .flac: the host's format, before any run
         info = sf.info(out["path"])
-        assert (info.subtype, info.samplerate) == ("PCM_24", 44100), info
+        assert out["path"].endswith(".flac") and (info.format, info.subtype, info.samplerate) \
+            == ("FLAC", "PCM_24", 44100), info
     batch_job = next(j for j in remote_jobs(tmp_path, "gpu1") if j != job)
     assert {k: v for k, v in job_settings(batch_job).items() if k != "worker_idle_timeout"} == \
         {k: v for k, v in alone.items() if k != "worker_idle_timeout"}

@@ -89,16 +89,22 @@ def batch(
         # The same builder as `separate`: every option checked before anything runs; the
         # fields given are the resume fingerprint's settings, each host adds its defaults.
         requested = requested_settings(settings or {})
+
+        def planned(requested: dict[str, Any]):
+            return plan_batch(list(inputs or []), list(desc or []), out_dir,
+                              template=name_template, manifest=manifest,
+                              extension=build_settings(None, requested).extension)
+
+        plan = planned(requested)
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
         if not names:
             raise ConfigError("--hosts needs at least one host name")
         fleet = [profiles.get_profile(name, hosts_file) for name in names]
         # a bad hosts.yaml default fails here, not on the host
         built = {profile.name: build_settings(profile, requested) for profile in fleet}
-        requested = _one_format(requested, built)
-        extension = build_settings(None, requested).extension
-        plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
-                          template=name_template, extension=extension, manifest=manifest)
+        agreed = _one_format(requested, built)
+        if agreed != requested:  # the hosts' own format: names with its extension
+            requested, plan = agreed, planned(agreed)
         from remote_sep.batch.host_worker import WorkerOptions
         from remote_sep.cli.ready import ready_options
         from remote_sep.ssh.host import connect  # the SSH stack only when a batch really runs
