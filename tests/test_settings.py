@@ -250,3 +250,28 @@ def test_batch_refuses_hosts_whose_hosts_yaml_formats_differ_before_connecting(t
     body = json.loads(result.stdout.splitlines()[-1])
     assert result.exit_code == 4 and "a: flac, b: wav" in body["error"]["message"], body
     assert not (tmp_path / "out").exists()
+
+
+def test_a_command_gets_every_row_as_an_option_and_cannot_declare_one_by_hand():
+    """split (and any new command) takes the whole table through the one decorator."""
+    import typer
+
+    from remote_sep.cli.setting_options import setting_options
+
+    seen = {}
+
+    @setting_options("split")
+    def split(name: str, settings: dict | None = None) -> None:
+        seen.update(settings or {})
+
+    tiny = typer.Typer()
+    tiny.command()(split)
+    result = CliRunner().invoke(tiny, ["x", "--bit-depth", "24", "--quality", "best",
+                                       "--predict-spans"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"bit_depth": "24", "quality": "best", "predict_spans": True}
+    assert build_settings(None, requested_settings(seen)).subtype == "PCM_24"
+
+    with pytest.raises(TypeError, match="steps"):
+        @setting_options("split")
+        def by_hand(steps: int = 1, settings: dict | None = None) -> None: ...
