@@ -37,7 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from remote_payload.chunking import plan_chunks  # noqa: E402
+
 REAL_ENV = "REMOTE_SEP_REAL_SAM_PYTHON"
+LONG_S = 600.0  # the projection's input length
 RATE = 48_000
 HOP = 1920
 
@@ -144,6 +147,12 @@ def main() -> None:
                 for name in QUALITY_PRESETS]
     reference = next(r for r in rows if r["preset"] == "balanced")
     for row in rows:
+        # a long input: the payload's own chunk plan times the calls measured per chunk
+        long_chunks = len(plan_chunks(int(LONG_S * RATE), int(row["chunk_s"] * RATE),
+                                      int(row["overlap_s"] * RATE)))
+        row["long_calls_per_audio_s"] = long_chunks * row["calls"] / row["chunks"] / LONG_S
+        row["long_row_frames_per_audio_s"] = (long_chunks * row["row_frames"] / row["chunks"]
+                                              / LONG_S)
         row["calls_per_audio_s"] = row["calls"] / args.seconds
         row["row_frames_per_audio_s"] = row["row_frames"] / args.seconds
         row["calls_vs_balanced"] = row["calls"] / reference["calls"]
@@ -160,6 +169,17 @@ def main() -> None:
               f"{r['row_frames_per_audio_s']:12.1f} {r['work_vs_balanced']:6.2f}")
     print(f"(a second of audio is {RATE // HOP} latent frames: a full pass over it once is "
           f"{RATE / HOP:g} row-frames)")
+    print(f"\nper chunk (measured) and a {LONG_S / 60:g}-minute input (the payload's chunk plan "
+          "x the calls measured per chunk):")
+    print(f"{'preset':9} {'calls/chunk':>11} {'decodes x rows':>14} {'calls/s':>8} "
+          f"{'x bal':>6} {'row-frames/s':>12} {'x bal':>6}")
+    for r in rows:
+        print(f"{r['preset']:9} {r['calls'] / r['chunks']:11g} "
+              f"{r['decodes']:7d} x {r['decoded_rows'] // max(r['decodes'], 1):<4d} "
+              f"{r['long_calls_per_audio_s']:8.3f} "
+              f"{r['long_calls_per_audio_s'] / reference['long_calls_per_audio_s']:6.2f} "
+              f"{r['long_row_frames_per_audio_s']:12.1f} "
+              f"{r['long_row_frames_per_audio_s'] / reference['long_row_frames_per_audio_s']:6.2f}")
     if args.json:
         args.json.write_text(json.dumps({"seconds": args.seconds, "rows": rows}, indent=1))
 
