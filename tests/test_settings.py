@@ -181,6 +181,8 @@ def test_unknown_settings_are_refused():
         requested_settings({"no_such_setting": 1})
     with pytest.raises(ConfigError, match="ode_steps"):
         build_settings(None, {"ode_steps": 3})
+    # code (a batch worker) may pass any Settings field, a row or not
+    assert build_settings(None, {"worker_idle_timeout": 5}).worker_idle_timeout == 5
 
 
 # ---------------------------------------------------------------- both commands alike

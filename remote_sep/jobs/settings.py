@@ -29,6 +29,7 @@ from remote_sep.setting_table import (
     QUALITY_PRESETS,
     ROW_BY_NAME,
     ROW_OF_FIELD,
+    SETTINGS_FIELDS,
     SettingRow,
     shown,
 )
@@ -63,11 +64,12 @@ def requested_settings(given: Mapping[str, Any]) -> dict[str, Any]:
 def build_settings(profile: HostProfile | None, requested: dict[str, Any]) -> Settings:
     """The job's Settings on PROFILE's host (None: no profile defaults), validated."""
     below = _layer(profile_given(profile), lambda row: _profile_field(profile, row.name))
-    unknown = sorted(set(requested) - set(ROW_OF_FIELD))
+    unknown = sorted(set(requested) - SETTINGS_FIELDS)  # code may pass any Settings field
     if unknown:
         raise ConfigError(f"unknown separation setting(s) {unknown}")
     values = {**below.values, **requested}
-    origin = {**below.origin, **{name: ROW_OF_FIELD[name].option for name in requested}}
+    origin = {**below.origin, **{name: ROW_OF_FIELD[name].option if name in ROW_OF_FIELD
+                                 else f"settings.{name}" for name in requested}}
     if "overlap_seconds" not in values:
         values["overlap_seconds"] = Settings.overlap_seconds  # the default: capped below
     if "overlap_seconds" not in requested and ("overlap_seconds" not in below.values
