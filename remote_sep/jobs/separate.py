@@ -39,7 +39,7 @@ from remote_sep.jobs.layout import (
     start_and_poll,
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
-from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.settings import build_settings, requested_settings
 from remote_sep.jobs.visual import (
     VisualPrompt,
     audio_is_the_video,
@@ -56,15 +56,9 @@ from remote_sep.provision.ready import RemoteReady
 class SeparateOptions:
     descriptions: list[str]
     out: str | None = None
-    model: str | None = None
-    dtype: str | None = None
-    chunk_seconds: float | None = None
-    rerank: int = 1
-    seed: int = 0
-    steps: int | None = None  # solver steps (None: the model's default)
-    format: str = "wav"
     force: bool = False
-    extra_settings: dict[str, Any] = field(default_factory=dict)
+    # The setting options given: setting_table row name -> value (e.g. {"steps": 8}).
+    settings: dict[str, Any] = field(default_factory=dict)
     visual: VisualPrompt | None = None  # --video with --mask/--box (jobs/visual.py)
 
 
@@ -122,20 +116,14 @@ def check_inputs(audio: Path, descriptions: list[str],
     return cleaned
 
 
-def settings_options(opts: SeparateOptions) -> SettingsOptions:
-    extra = dict(opts.extra_settings)
-    if opts.visual is not None:
-        extra["video"] = True  # the payload keeps the model's video path (and visual ranker)
-    return SettingsOptions(model=opts.model, dtype=opts.dtype, chunk_seconds=opts.chunk_seconds,
-                           rerank=opts.rerank, seed=opts.seed, steps=opts.steps,
-                           format=opts.format, extra=extra)
-
-
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions, opts.visual)
-    settings = build_settings(profile, requested_settings(settings_options(opts)))
+    requested = requested_settings(opts.settings)
+    if opts.visual is not None:
+        requested["video"] = True  # the payload keeps the model's video path (and visual ranker)
+    settings = build_settings(profile, requested)
     if opts.visual is not None:
         check_model(settings.model)
     prefixes = local_prefixes(audio, descriptions, opts.out)
@@ -181,7 +169,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     record = None
     try:
         ready = _ready_host(link, profile, (cache_name, source.stat().st_size),
-                            provision or ReadyOptions(), opts.model)
+                            provision or ReadyOptions(), opts.settings.get("model"))
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
