@@ -1,0 +1,121 @@
+"""Which needed components are missing from this host's Hugging Face cache (GPU side).
+
+Looks only at the cache (``huggingface_hub.try_to_load_from_cache``: the refs of the
+revision, then the snapshot's files), never at the network. ``preflight`` is what a job
+runs before its first item: with the Hub declared offline (``HF_HUB_OFFLINE``) a needed
+component that is not cached fails the job at once, naming it and the prefetch command;
+a needed component whose Python package is missing fails it whatever the network.
+A Hub that is merely unreachable shows up at load time instead (huggingface_hub raises
+``LocalEntryNotFoundError``), and ``describe_missing`` names the components there too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Any
+
+from .components import Component, needed, resolve_model
+
+TRUE = {"1", "on", "yes", "true"}
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (constants.py: _is_true)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE
+
+
+def model_config(model: str) -> dict | None:
+    """The model's config.json from its folder or the cache; None when not readable here."""
+    path: Any = os.path.join(model, "config.json") if os.path.isdir(model) else None
+    if path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        path = try_to_load_from_cache(model, "config.json")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as source:
+            config = json.load(source)
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def is_cached(comp: Component, cwd: str = ".") -> bool:
+    """Every file the loader reads is in the cache (one of each entry's alternatives)."""
+    if comp.url:
+        return all(any(os.path.isfile(os.path.join(cwd, f)) for f in alts) for alts in comp.files)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for alternatives in comp.files:
+        if not any(isinstance(try_to_load_from_cache(comp.repo, name, revision=comp.revision), str)
+                   for name in alternatives):
+            return False
+    return True
+
+
+def missing_packages(components: list[Component]) -> list[Component]:
+    return [c for c in components
+            if c.package and importlib.util.find_spec(c.package) is None]
+
+
+def missing_components(settings: Any, cwd: str = ".") -> tuple[list[Component], bool]:
+    """(needed components not in the cache, whether the model's config could be read)."""
+    model = resolve_model(settings.model)
+    config = model_config(model)
+    comps = needed(settings, config)
+    return [c for c in comps if not is_cached(c, cwd)], config is not None
+
+
+def describe(missing: list[Component], config_known: bool = True) -> str:
+    names = "; ".join(f"{c.name} ({c.where})" for c in missing)
+    flags = sorted({c.flag for c in missing if c.flag})
+    command = "remote-sep bootstrap HOST --prefetch" + "".join(f" {f}" for f in flags)
+    more = "" if config_known else " (and whatever else its config.json names)"
+    return f"{names}{more}; download them first with `{command}`"
+
+
+PACKAGE_FOR = {"laion_clap": "the CLAP text ranker", "imagebind": "the ImageBind visual ranker"}
+
+
+def package_problem(name: str | None) -> str | None:
+    """The message for a component's missing Python package (None: not one of them)."""
+    if name not in PACKAGE_FOR:
+        return None
+    return (f"the Python package {name} (for {PACKAGE_FOR[name]}) is not installed on this "
+            "host; install it into the host's venv (sam_audio's own dependencies include it: "
+            "rerun `remote-sep bootstrap HOST`)")
+
+
+def describe_packages(missing: list[Component]) -> str:
+    packages = sorted({c.package for c in missing if c.package})
+    return "; ".join(package_problem(p) or f"the Python package {p} is not installed"
+                     for p in packages)
+
+
+def preflight(settings: Any, cwd: str = ".") -> tuple[str, str] | None:
+    """(kind, message) when the job cannot load what it needs; None when it can try."""
+    model = resolve_model(settings.model)
+    comps = needed(settings, model_config(model))
+    packages = missing_packages(comps)
+    if packages:
+        return "not_provisioned", describe_packages(packages)
+    if not hub_offline():
+        return None  # the load fetches what is missing (or says the Hub is unreachable)
+    missing, known = missing_components(settings, cwd)
+    if not missing:
+        return None
+    return "not_provisioned", ("the Hub is offline on this host (HF_HUB_OFFLINE) and its "
+                               "Hugging Face cache lacks " + describe(missing, known))
+
+
+def describe_missing(settings: Any, cwd: str = ".") -> str | None:
+    """For a load that found the Hub unreachable: what is missing, or None if nothing is."""
+    missing, known = missing_components(settings, cwd)
+    return describe(missing, known) if missing else None
