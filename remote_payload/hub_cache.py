@@ -4,7 +4,8 @@ Looks only at the cache (``huggingface_hub.try_to_load_from_cache``: the refs of
 revision, then the snapshot's files), never at the network. ``preflight`` is what a job
 runs before its first item: with the Hub declared offline (``HF_HUB_OFFLINE``) a needed
 component that is not cached fails the job at once, naming it and the prefetch command;
-a needed component whose Python package is missing fails it whatever the network.
+a needed component whose Python package is missing fails it whatever the network; and
+when every needed component is cached the job loads offline (``go_offline``).
 A Hub that is merely unreachable shows up at load time instead (huggingface_hub raises
 ``LocalEntryNotFoundError``), and ``describe_missing`` names the components there too.
 """
@@ -106,13 +107,28 @@ def preflight(settings: Any, cwd: str = ".") -> tuple[str, str] | None:
     packages = missing_packages(comps)
     if packages:
         return "not_provisioned", describe_packages(packages)
-    if not hub_offline():
-        return None  # the load fetches what is missing (or says the Hub is unreachable)
     missing, known = missing_components(settings, cwd)
     if not missing:
+        go_offline()
         return None
+    if not hub_offline():
+        return None  # the load fetches what is missing (or says the Hub is unreachable)
     return "not_provisioned", ("the Hub is offline on this host (HF_HUB_OFFLINE) and its "
                                "Hugging Face cache lacks " + describe(missing, known))
+
+
+def go_offline() -> None:
+    """Every file the load reads is cached: load with HF_HUB_OFFLINE, no Hub round trip.
+    (Without it an unreachable Hub costs huggingface_hub's HEAD retries, 1+2+4+8+8 s per
+    file the loaders touch, before it falls back to the very same cache.) Set for this
+    process before sam_audio/transformers are imported; huggingface_hub's constants are
+    already loaded (try_to_load_from_cache), so they are switched too."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return
+    constants.HF_HUB_OFFLINE = True
 
 
 def describe_missing(settings: Any, cwd: str = ".") -> str | None:
