@@ -32,11 +32,16 @@ from types import SimpleNamespace
 from typing import Any
 
 from .components import Component, needed, resolve_model
-from .protocol import BYE, ERROR, EventWriter, exit_code_for
+from .protocol import (
+    BYE,
+    DOWNLOAD,
+    DOWNLOADED,
+    ERROR,
+    PREFETCH_PLAN,
+    EventWriter,
+    exit_code_for,
+)
 
-PREFETCH_PLAN = "prefetch_plan"
-DOWNLOAD = "download"
-DOWNLOADED = "downloaded"
 PROGRESS_S = 0.5
 # huggingface_hub writes a download in chunks of constants.DOWNLOAD_CHUNK_SIZE (10 MiB):
 # 1 MiB shows progress on small and slow links too, at no cost in throughput over HTTP.

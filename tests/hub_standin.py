@@ -51,8 +51,9 @@ class HubStandin:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 auth = self.headers.get("Authorization", "")
+                asked = self.headers.get("Range")  # recorded only when sent (a resume)
                 standin.requests.append({"path": self.path, "authorization": auth,
-                                         "range": self.headers.get("Range")})
+                                         **({"range": asked} if asked else {})})
                 path = unquote(urlsplit(self.path).path)
                 if REVISION.match(path) or RESOLVE.match(path):
                     return self._serve_repo(auth, head=False)
