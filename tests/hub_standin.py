@@ -15,11 +15,13 @@ throttles file bodies so progress can be watched.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 GOOD_TOKEN = "hf_goodTokenAbcdefghijklmnopqrstuvw"
@@ -37,10 +39,21 @@ FILES = {"config.json": json.dumps({"stand_in": True, "text_encoder": {"name": T
          "checkpoint.pt": bytes(range(256)) * 64}
 
 
+def _size(data: bytes | Path) -> int:
+    return data.stat().st_size if isinstance(data, Path) else len(data)
+
+
+def _etag(data: bytes | Path) -> str:
+    if isinstance(data, Path):
+        stat = data.stat()
+        return hashlib.sha256(f"{data}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 class HubStandin:
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self.repos: dict[str, dict[str, bytes]] = {}
+        self.repos: dict[str, dict[str, bytes | Path]] = {}
         self.cut_after: dict[str, int] = {}
         self.rate: float | None = None
         standin = self
@@ -87,7 +100,7 @@ class HubStandin:
                 if match:
                     files = standin.files(match["repo"])
                     return self._send(200, {"id": match["repo"], "sha": COMMIT, "siblings": [
-                        {"rfilename": name, "size": len(data)} for name, data in files.items()]})
+                        {"rfilename": name, "size": _size(data)} for name, data in files.items()]})
                 match = RESOLVE.match(path)
                 data = standin.files(match["repo"]).get(match["file"]) if match else None
                 if data is None:
@@ -97,28 +110,33 @@ class HubStandin:
                 if asked and not head:
                     start = int(asked[1])
                 self.send_response(206 if start else 200)
-                headers = {"X-Repo-Commit": COMMIT, "Content-Length": str(len(data) - start),
-                           "ETag": f'"{hashlib.sha256(data).hexdigest()[:16]}"'}
+                size = _size(data)
+                headers = {"X-Repo-Commit": COMMIT, "Content-Length": str(size - start),
+                           "ETag": f'"{_etag(data)}"'}
                 if start:
-                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                    headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
                 if not head:
-                    self._body(data[start:], standin.cut_after.pop(match["file"], None)
+                    self._body(data, start, standin.cut_after.pop(match["file"], None)
                                if not start else None)
 
-            def _body(self, data: bytes, cut: int | None) -> None:
+            def _body(self, data: bytes | Path, start: int, cut: int | None) -> None:
                 step = 64 * 1024
-                for offset in range(0, len(data), step):
-                    if cut is not None and offset >= cut:
-                        self.wfile.flush()
-                        self.close_connection = True
-                        self.connection.shutdown(2)  # the server "dies" mid-file
-                        return
-                    self.wfile.write(data[offset:offset + step])
-                    if standin.rate:
-                        time.sleep(step / standin.rate)
+                with (open(data, "rb") if isinstance(data, Path) else io.BytesIO(data)) as src:
+                    src.seek(start)
+                    sent = 0
+                    while block := src.read(step):
+                        if cut is not None and sent >= cut:
+                            self.wfile.flush()
+                            self.close_connection = True
+                            self.connection.shutdown(2)  # the server "dies" mid-file
+                            return
+                        self.wfile.write(block)
+                        sent += len(block)
+                        if standin.rate:
+                            time.sleep(step / standin.rate)
 
             def _send(self, code: int, body: dict, headers: dict | None = None) -> None:
                 data = json.dumps(body).encode()
@@ -133,7 +151,8 @@ class HubStandin:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def files(self, repo: str) -> dict[str, bytes]:
+    def files(self, repo: str) -> dict[str, bytes | Path]:
+        """A repo's files: bytes, or a Path served from disk (big real checkpoints)."""
         return self.repos.get(repo, FILES)
 
     @property
