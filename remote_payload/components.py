@@ -103,7 +103,8 @@ def components_for(settings: Any, config: dict | None = None) -> list[Component]
                          "--rerank N (no video)")
     rows += _ranker_rows(config.get("visual_ranker"), "visual ranker", rerank and video,
                          "--rerank N with a video")
-    rows += _judge(JUDGE_REPO, "judge (quality scores)", _flag(settings, "score"), "--score",
+    judge = getattr(settings, "judge_model", None) or JUDGE_REPO  # --judge-model (scores)
+    rows += _judge(judge, "judge (quality scores)", _flag(settings, "score"), "--score",
                    "--score")
     return rows
 

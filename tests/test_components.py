@@ -107,3 +107,17 @@ def test_components_match_the_real_loaders():
     # vision encoder: pretrained defaults to False, so nothing is downloaded for it
     pe = (PM_SRC / "core/vision_encoder/pe.py").read_text()
     assert "pretrained: bool = False" in pe
+
+
+def test_the_judge_model_setting_names_the_scorer_repo():
+    scored = needed(SimpleNamespace(model="large", score=True, judge_model="me/my-judge"), CONFIG)
+    assert [c.repo for c in scored if "judge" in c.name] == ["me/my-judge", "me/my-judge"]
+
+
+def test_bootstrap_prefetches_what_the_host_defaults_turn_on():
+    from remote_sep.provision.prefetch import PrefetchWants, wants_for
+
+    assert wants_for(SimpleNamespace()) == PrefetchWants()
+    profile = SimpleNamespace(setting_defaults={"rerank": 3, "score": True})
+    assert wants_for(profile) == PrefetchWants(rerank=True, score=True)
+    assert wants_for(SimpleNamespace(), predict_spans=True).argv() == ["--predict-spans"]

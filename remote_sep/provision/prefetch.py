@@ -45,10 +45,15 @@ class PrefetchWants:
 def wants_for(profile: Any, *, rerank: bool = False, predict_spans: bool = False,
               score: bool = False) -> PrefetchWants:
     """The flags, plus what the host's default settings (hosts.yaml) already turn on."""
+    defaults = dict(getattr(profile, "setting_defaults", None) or {})
+
+    def default(name: str) -> Any:
+        return defaults.get(name, getattr(profile, name, None))
+
     return PrefetchWants(
-        rerank=rerank or int(getattr(profile, "rerank", None) or 1) > 1,
-        predict_spans=predict_spans or bool(getattr(profile, "predict_spans", False)),
-        score=score or bool(getattr(profile, "score", False)))
+        rerank=rerank or int(default("rerank") or 1) > 1,
+        predict_spans=predict_spans or bool(default("predict_spans")),
+        score=score or bool(default("score")))
 
 
 def prefetch_script(python: str, payload: str, hf_home: str, model: str,
