@@ -31,11 +31,7 @@ def model_config(model: str) -> dict | None:
     """The model's config.json from its folder or the cache; None when not readable here."""
     path: Any = os.path.join(model, "config.json") if os.path.isdir(model) else None
     if path is None:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return None
-        path = try_to_load_from_cache(model, "config.json")
+        path = _cached(model, "config.json", None)
     if not isinstance(path, str) or not os.path.isfile(path):
         return None
     try:
@@ -50,15 +46,31 @@ def is_cached(comp: Component, cwd: str = ".") -> bool:
     """Every file the loader reads is in the cache (one of each entry's alternatives)."""
     if comp.url:
         return all(any(os.path.isfile(os.path.join(cwd, f)) for f in alts) for alts in comp.files)
+    return all(any(_cached(comp.repo, name, comp.revision) for name in alternatives)
+               for alternatives in comp.files)
+
+
+def _valid(repo: str | None) -> bool:
+    if repo is None:
+        return True
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(repo)
+    except Exception:
+        return False
+    return True
+
+
+def _cached(repo: str | None, name: str, revision: str | None) -> str | None:
+    """The cached file's path, else None (a malformed id is for the load to report)."""
     try:
         from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    for alternatives in comp.files:
-        if not any(isinstance(try_to_load_from_cache(comp.repo, name, revision=comp.revision), str)
-                   for name in alternatives):
-            return False
-    return True
+
+        path = try_to_load_from_cache(repo, name, revision=revision)
+    except Exception:  # ImportError, HFValidationError for an id that is no repo id
+        return None
+    return path if isinstance(path, str) else None
 
 
 def missing_packages(components: list[Component]) -> list[Component]:
@@ -111,7 +123,8 @@ def preflight(settings: Any, cwd: str = ".") -> tuple[str, str] | None:
     if not missing:
         go_offline()
         return None
-    if not hub_offline():
+    if not hub_offline() or not all(_valid(c.repo) for c in missing):
+        # (an id that is no repo id at all is the load's unknown_model, not a missing part)
         return None  # the load fetches what is missing (or says the Hub is unreachable)
     return "not_provisioned", ("the Hub is offline on this host (HF_HUB_OFFLINE) and its "
                                "Hugging Face cache lacks " + describe(missing, known))

@@ -222,3 +222,13 @@ def test_a_missing_ranker_package_is_named_before_the_first_item(world: World,
     assert error["kind"] == "not_provisioned" and rc == 9
     assert "the Python package laion_clap (for the CLAP text ranker)" in error["message"]
     assert not of(events, "item_start")
+
+
+def test_offline_with_an_id_that_is_no_repo_id_stays_unknown_model(tmp_path: Path):
+    """The preflight leaves a malformed model id to the load's unknown_model (no crash, no
+    "download it first" for something that cannot exist)."""
+    audio = write_audio(tmp_path / "a.wav", seconds=1.0)
+    rc, events, proc = run_payload(tmp_path / "job", [Item("a", str(audio), ["x"], ["out/a"])],
+                                   Settings(model="not a repo id!", device="cpu"),
+                                   env=offline_env(tmp_path / "empty-hf"))
+    assert [e["kind"] for e in of(events, "error")] == ["unknown_model"], proc.stderr[-2000:]
