@@ -24,6 +24,7 @@ from .manifest import resolve_model
 TRANSFORMERS_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt")
 TOKENIZER_PATTERNS = ("*.json", "*.txt", "*.model")
 IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+IMAGEBIND_FILE = "imagebind_huge.pth"  # read from ./.checkpoints/ (the process's cwd)
 CLAP_REPO, CLAP_FILE = "lukewys/laion_clap", "630k-best.pt"
 JUDGE_REPO = "facebook/sam-audio-judge"
 # SAMAudioConfig defaults (sam_audio/model/config.py:52 and :216)
@@ -42,7 +43,8 @@ class Component:
     needed: bool = True
     why: str = "always"  # which setting needs it
     flag: str = ""  # the bootstrap flag that adds it to a prefetch
-    url: str | None = None  # a plain download (ImageBind)
+    url: str | None = None  # a plain download (ImageBind): files name it in the
+    #                         shared checkpoint folder (hub_cache.checkpoint_dir)
     package: str | None = None  # a Python package its loader imports
     source: str = ""  # where the real code loads it
 
@@ -144,8 +146,8 @@ def _ranker_rows(cfg: Any, role: str, used: bool, why: str) -> list[Component]:
         if cfg.get("checkpoint"):
             return []
         return [Component(
-            f"{role} ImageBind", None, url=IMAGEBIND_URL,
-            files=((".checkpoints/imagebind_huge.pth",),), needed=used, why=why,
+            f"{role} ImageBind", None, url=IMAGEBIND_URL, files=((IMAGEBIND_FILE,),),
+            needed=used, why=why,
             flag="--rerank", package="imagebind",
             source="sam_audio/ranking/imagebind.py:160 imagebind_huge(pretrained=True): "
                    "downloads to ./.checkpoints/ (the job folder)")]

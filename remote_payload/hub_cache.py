@@ -42,10 +42,30 @@ def model_config(model: str) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
+def checkpoint_dir() -> str:
+    """Where URL components live, shared by every job: ImageBind downloads into the
+    process's ``./.checkpoints/`` (imagebind_model.py imagebind_huge), so each job folder
+    links its ``.checkpoints`` here (``link_checkpoints``) instead of fetching 4.5 GB again."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                     "huggingface")
+    return os.path.join(home, "remote-sep", "checkpoints")
+
+
+def link_checkpoints(cwd: str) -> None:
+    """``cwd/.checkpoints`` -> the shared folder (kept if the job folder already has one)."""
+    link = os.path.join(cwd, ".checkpoints")
+    if os.path.lexists(link):
+        return
+    os.makedirs(checkpoint_dir(), exist_ok=True)
+    os.symlink(checkpoint_dir(), link)
+
+
 def is_cached(comp: Component, cwd: str = ".") -> bool:
     """Every file the loader reads is in the cache (one of each entry's alternatives)."""
     if comp.url:
-        return all(any(os.path.isfile(os.path.join(cwd, f)) for f in alts) for alts in comp.files)
+        folders = (checkpoint_dir(), os.path.join(cwd, ".checkpoints"))
+        return all(any(os.path.isfile(os.path.join(d, f)) for d in folders for f in alts)
+                   for alts in comp.files)
     return all(any(_cached(comp.repo, name, comp.revision) for name in alternatives)
                for alternatives in comp.files)
 
@@ -119,6 +139,8 @@ def preflight(settings: Any, cwd: str = ".") -> tuple[str, str] | None:
     packages = missing_packages(comps)
     if packages:
         return "not_provisioned", describe_packages(packages)
+    if any(c.url for c in comps):
+        link_checkpoints(cwd)
     missing, known = missing_components(settings, cwd)
     if not missing:
         go_offline()

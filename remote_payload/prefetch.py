@@ -13,7 +13,9 @@ with the figures), then the downloads. An interrupted download leaves huggingfac
 ``blobs/<etag>.incomplete``; the next run resumes it with an HTTP Range request, so
 hf_transfer (which deletes partial files, file_download.py ``_download_to_tmp_and_move``)
 is used only for components with no partial file; hf_xet is used by huggingface_hub
-itself when the repo is on Xet storage and the package is importable.
+itself when the repo is on Xet storage and the package is importable. A plain-URL component
+(ImageBind) goes to the shared checkpoint folder (hub_cache.checkpoint_dir) the same way:
+``<file>.incomplete``, a Range resume, its length checked before the rename.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import shutil
 import sys
 import threading
 import time
+import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
 from .components import Component, needed, resolve_model
+from .hub_cache import checkpoint_dir
 from .protocol import (
     BYE,
     DOWNLOAD,
@@ -97,18 +101,15 @@ class Prefetch:
     def run(self) -> None:
         config = self._guard(self._config, f"model {self.settings.model}", model=True)
         comps = needed(self.settings, config)
-        plans = [self._guard(lambda c=c: self._sizes(c), c.name, model=c is comps[0])
-                 for c in comps if c.repo]
-        skipped = [{"name": c.name, "where": c.where, "why": "downloaded by its own loader "
-                    "into the job folder at load time"} for c in comps if c.url]
+        plans = [self._guard(lambda c=c: self._sizes(c) if c.repo else self._url_size(c),
+                             c.name, model=c is comps[0]) for c in comps]
         os.makedirs(self.cache, exist_ok=True)
         free = shutil.disk_usage(self.cache).free
         missing = sum(p["missing_bytes"] for p in plans)
         total = sum(p["bytes"] for p in plans)
         self.events.emit(PREFETCH_PLAN, cache=self.cache, free_bytes=free, total_bytes=total,
                          missing_bytes=missing, backend=self._backend(),
-                         components=[{k: v for k, v in p.items() if k != "comp"} for p in plans],
-                         skipped=skipped)
+                         components=[{k: v for k, v in p.items() if k != "comp"} for p in plans])
         if missing + DISK_MARGIN > free:
             raise Failed("disk_full", (
                 f"not enough disk for the prefetch: {_gb(missing)} still to download "
@@ -163,9 +164,12 @@ class Prefetch:
         watcher = threading.Thread(target=progress, daemon=True)
         watcher.start()
         try:
-            self.hub.snapshot_download(comp.repo, revision=comp.revision,
-                                       allow_patterns=list(comp.patterns) if comp.patterns
-                                       else None)
+            if comp.url:
+                self._fetch_url(comp)
+            else:
+                self.hub.snapshot_download(comp.repo, revision=comp.revision,
+                                           allow_patterns=list(comp.patterns) if comp.patterns
+                                           else None)
         finally:
             stop.set()
             watcher.join()
@@ -180,12 +184,58 @@ class Prefetch:
         self.events.emit(DOWNLOAD, component=plan["name"], done=done,
                          total=plan["missing_bytes"], rate_bps=round(done / seconds))
 
+    # -- plain URLs (ImageBind): the shared checkpoint folder ------------------------------
+    def _url(self, comp: Component) -> str:
+        # a mirror for hosts that cannot reach dl.fbaipublicfiles.com (and for the tests)
+        return os.environ.get("REMOTE_SEP_IMAGEBIND_URL") or comp.url or ""
+
+    def _dest(self, comp: Component) -> str:
+        return os.path.join(checkpoint_dir(), comp.files[0][0])
+
+    def _url_size(self, comp: Component) -> dict[str, Any]:
+        dest = self._dest(comp)
+        with urllib.request.urlopen(urllib.request.Request(self._url(comp), method="HEAD"),
+                                    timeout=30) as answer:
+            size = int(answer.headers.get("Content-Length") or 0)
+        done = os.path.isfile(dest) and os.path.getsize(dest) == size
+        partial = 0 if done else _size_of(dest + ".incomplete")
+        return {"comp": comp, "name": comp.name, "where": comp.where, "files": 1, "bytes": size,
+                "missing_bytes": 0 if done else max(0, size - partial),
+                "partial_bytes": partial}
+
+    def _fetch_url(self, comp: Component) -> None:
+        """Stream to <dest>.incomplete (resumed with Range), then rename into place."""
+        dest = self._dest(comp)
+        if os.path.isfile(dest):
+            return
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        part = dest + ".incomplete"
+        start = _size_of(part)
+        request = urllib.request.Request(self._url(comp))
+        if start:
+            request.add_header("Range", f"bytes={start}-")
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            resumed = bool(start) and answer.status == 206  # 200: a server without Range
+            length = answer.headers.get("Content-Length")
+            expected = (start if resumed else 0) + int(length) if length else None
+            with open(part, "ab" if resumed else "wb") as out:
+                while block := answer.read(HTTP_CHUNK):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+                got = out.tell()
+        if expected is not None and got != expected:  # a cut connection reads as a short EOF
+            raise ConnectionError(f"the connection closed after {got} of {expected} bytes")
+        os.replace(part, dest)
+
     # -- cache folders ----------------------------------------------------------------------
     def _blobs(self, comp: Component) -> str:
         return os.path.join(self.cache, "models--" + (comp.repo or "").replace("/", "--"),
                             "blobs")
 
     def _blob_bytes(self, comp: Component) -> int:
+        if comp.url:
+            return _size_of(self._dest(comp)) + _size_of(self._dest(comp) + ".incomplete")
         folder = self._blobs(comp)
         if not os.path.isdir(folder):
             return 0
@@ -248,6 +298,13 @@ class Prefetch:
     def _stopped(self, what: str, exc: BaseException) -> str:
         return (f"the download of {what} stopped ({type(exc).__name__}: {_first_line(exc)}); "
                 "rerun `remote-sep bootstrap HOST --prefetch`: it resumes where it stopped")
+
+
+def _size_of(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _first_line(exc: BaseException) -> str:

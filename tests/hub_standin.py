@@ -54,6 +54,7 @@ class HubStandin:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.repos: dict[str, dict[str, bytes | Path]] = {}
+        self.urls: dict[str, bytes | Path] = {}  # plain files, no token (a CDN)
         self.cut_after: dict[str, int] = {}
         self.rate: float | None = None
         standin = self
@@ -68,6 +69,8 @@ class HubStandin:
                 standin.requests.append({"path": self.path, "authorization": auth,
                                          **({"range": asked} if asked else {})})
                 path = unquote(urlsplit(self.path).path)
+                if path in standin.urls:
+                    return self._serve_file(path, standin.urls[path], head=False)
                 if REVISION.match(path) or RESOLVE.match(path):
                     return self._serve_repo(auth, head=False)
                 match = AUTH_CHECK.match(self.path)
@@ -89,6 +92,9 @@ class HubStandin:
             def do_HEAD(self) -> None:  # noqa: N802
                 standin.requests.append({"path": self.path, "method": "HEAD",
                                          "authorization": self.headers.get("Authorization", "")})
+                path = unquote(urlsplit(self.path).path)
+                if path in standin.urls:
+                    return self._serve_file(path, standin.urls[path], head=True)
                 self._serve_repo(self.headers.get("Authorization", ""), head=True)
 
             def _serve_repo(self, auth: str, head: bool) -> None:
@@ -105,6 +111,9 @@ class HubStandin:
                 data = standin.files(match["repo"]).get(match["file"]) if match else None
                 if data is None:
                     return self._send(404, {"error": "no"}, {"X-Error-Code": "EntryNotFound"})
+                return self._serve_file(match["file"], data, head)
+
+            def _serve_file(self, name: str, data: bytes | Path, head: bool) -> None:
                 start = 0
                 asked = re.match(r"bytes=(\d+)-$", self.headers.get("Range") or "")
                 if asked and not head:
@@ -119,7 +128,7 @@ class HubStandin:
                     self.send_header(key, value)
                 self.end_headers()
                 if not head:
-                    self._body(data, start, standin.cut_after.pop(match["file"], None)
+                    self._body(data, start, standin.cut_after.pop(name.rsplit("/", 1)[-1], None)
                                if not start else None)
 
             def _body(self, data: bytes | Path, start: int, cut: int | None) -> None:

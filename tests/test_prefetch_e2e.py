@@ -232,3 +232,54 @@ def test_offline_with_an_id_that_is_no_repo_id_stays_unknown_model(tmp_path: Pat
                                    Settings(model="not a repo id!", device="cpu"),
                                    env=offline_env(tmp_path / "empty-hf"))
     assert [e["kind"] for e in of(events, "error")] == ["unknown_model"], proc.stderr[-2000:]
+
+
+def test_imagebind_is_prefetched_once_into_a_folder_every_job_links(world: World,
+                                                                     tmp_path: Path):
+    """-tv + --rerank with a video: the visual ranker (ImageBind) reads ./.checkpoints/ of
+    the job's cwd. The prefetch puts it in $HF_HOME/remote-sep/checkpoints (resuming a cut
+    download) and each job folder's .checkpoints links there: no 4.5 GB per job."""
+    from remote_payload import hub_cache
+
+    tv = "facebook/sam-audio-large-tv"
+    world.hub.repos[tv] = {**REPOS[MODEL], "config.json": json.dumps(
+        {**CONFIG, "visual_ranker": {"kind": "imagebind"}}).encode()}
+    weights = os.urandom(3 * 2**20)
+    world.hub.urls["/imagebind/imagebind_huge.pth"] = weights
+    world.hub.cut_after["imagebind_huge.pth"] = 2**20
+    mirror = {"REMOTE_SEP_IMAGEBIND_URL": world.hub.url + "/imagebind/imagebind_huge.pth"}
+    profile_env = "\n".join(export_lines([], {"HF_ENDPOINT": world.hub.url, **mirror})) + "\n"
+
+    def prefetch() -> dict:
+        world.events = []
+        profile = profiles.get_profile("gpu", world.hosts)
+        with connect(profile) as host:
+            return run_prefetch(host, base=str(world.root / "base"), python=sys.executable,
+                                hf_home=str(world.hf_home), model=tv,
+                                wants=PrefetchWants(rerank=True, video=True),
+                                report=world.events.append, prelude=profile_env)
+
+    with pytest.raises(RemoteSepError) as caught:
+        prefetch()
+    assert caught.value.kind == "transfer"
+    summary = prefetch()
+    assert "visual ranker ImageBind" in summary["components"]
+    assert not [c for c in summary["components"] if "judge" in c]  # a video: no text ranker
+    shared = world.hf_home / "remote-sep" / "checkpoints"
+    assert (shared / "imagebind_huge.pth").read_bytes() == weights
+    ranged = [r for r in world.hub.requests if r["path"] == "/imagebind/imagebind_huge.pth"
+              and r.get("range")]
+    assert ranged and ranged[0]["range"].startswith("bytes=")
+    # a job folder: the preflight links .checkpoints to the shared folder, nothing missing
+    job = tmp_path / "job"
+    job.mkdir()
+    os.environ["HF_HOME"], saved = str(world.hf_home), os.environ.get("HF_HOME")
+    try:
+        settings = type("S", (), {"model": tv, "rerank": 2, "video": True})()
+        missing, known = hub_cache.missing_components(settings, str(job))
+        assert missing == [] and known
+        hub_cache.link_checkpoints(str(job))
+    finally:
+        os.environ.pop("HF_HOME") if saved is None else os.environ.update(HF_HOME=saved)
+    assert (job / ".checkpoints").resolve() == shared.resolve()
+    assert (job / ".checkpoints" / "imagebind_huge.pth").read_bytes() == weights

@@ -179,7 +179,6 @@ def render_prefetch(event: dict[str, Any]) -> list[str]:
         lines = [f"   {c['name']} ({c['where']}): {_size(c['bytes'])}, "
                  + ("cached" if not c["missing_bytes"] else f"{_size(c['missing_bytes'])} to get")
                  for c in event.get("components", [])]
-        lines += [f"   {s['name']}: not prefetched ({s['why']})" for s in event.get("skipped", [])]
         lines.append(f"   {_size(event['missing_bytes'])} to download, "
                      f"{_size(event['free_bytes'])} free in {event['cache']} "
                      f"(transfer: {event.get('backend')})")
