@@ -121,3 +121,14 @@ def test_bootstrap_prefetches_what_the_host_defaults_turn_on():
     profile = SimpleNamespace(setting_defaults={"rerank": 3, "score": True})
     assert wants_for(profile) == PrefetchWants(rerank=True, score=True)
     assert wants_for(SimpleNamespace(), predict_spans=True).argv() == ["--predict-spans"]
+
+
+def test_the_laptop_names_the_host_in_the_payloads_prefetch_command():
+    from remote_sep.jobs.follow import error_from_event
+
+    event = {"event": "error", "kind": "not_provisioned", "item": None, "desc": None,
+             "message": "… lacks x; download them first with `remote-sep bootstrap HOST "
+                        "--prefetch --rerank`"}
+    error = error_from_event(event, "gpu1")
+    assert "`remote-sep bootstrap gpu1 --prefetch --rerank`" in error.message
+    assert error.exit_code == 9

@@ -62,7 +62,7 @@ class World:
                                 hf_home=str(self.hf_home), model=model,
                                 wants=wants or PrefetchWants(),
                                 report=self.events.append, prelude=prelude,
-                                endpoint=self.hub.url)
+                                endpoint=self.hub.url, name="gpu")
 
     def of(self, name: str) -> list[dict]:
         return [e for e in self.events if e["event"] == name]
@@ -132,6 +132,7 @@ def test_an_interrupted_download_resumes_where_it_stopped(world: World):
     with pytest.raises(RemoteSepError) as caught:
         world.prefetch()
     assert caught.value.kind == "transfer" and "resumes" in caught.value.message
+    assert "rerun `remote-sep bootstrap gpu --prefetch`" in caught.value.message
     (partial,) = (world.hf_home / "hub").rglob("*.incomplete")
     kept = partial.stat().st_size
     assert 0 < kept < len(CHECKPOINT)

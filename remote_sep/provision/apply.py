@@ -148,7 +148,7 @@ def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
             done_bytes = run_prefetch(
                 host, base=facts.base, python=venv_python(facts.base), hf_home=facts.hf_home,
                 model=plan.model_repo, wants=wants, report=report, prelude=prelude,
-                endpoint=profile.env.get("HF_ENDPOINT"), token=token)
+                endpoint=profile.env.get("HF_ENDPOINT"), token=token, name=profile.name)
             detail = (f"{len(done_bytes['components'])} component(s) in the cache, "
                       f"{done_bytes['bytes'] / 1e6:.1f} MB downloaded")
         else:

@@ -65,7 +65,8 @@ def prefetch_script(python: str, payload: str, hf_home: str, model: str,
 
 def run_prefetch(host: Host, *, base: str, python: str, hf_home: str, model: str,
                  wants: PrefetchWants, report: Report, prelude: str = "",
-                 endpoint: str | None = None, token: str | None = None) -> dict[str, Any]:
+                 endpoint: str | None = None, token: str | None = None,
+                 name: str = "HOST") -> dict[str, Any]:
     """Download what `model` and `wants` need into the host's cache; returns a summary.
     Raises RemoteSepError (kind from the payload: disk_full, gated, auth, transfer…)."""
     payload = sync_payload(host, base)
@@ -96,6 +97,8 @@ def run_prefetch(host: Host, *, base: str, python: str, hf_home: str, model: str
     finally:
         stream.close()
     if error is not None:
+        error["message"] = str(error.get("message") or "").replace("bootstrap HOST",
+                                                                   f"bootstrap {name}")
         _raise(error, model, endpoint)
     if not summary["ok"]:
         detail = "\n".join(tail) or "no output"
