@@ -132,3 +132,17 @@ def test_the_laptop_names_the_host_in_the_payloads_prefetch_command():
     error = error_from_event(event, "gpu1")
     assert "`remote-sep bootstrap gpu1 --prefetch --rerank`" in error.message
     assert error.exit_code == 9
+
+
+def test_the_cli_shows_one_progress_line_per_component_every_few_seconds():
+    from remote_sep.cli.bootstrap import ProgressThrottle
+
+    now = [0.0]
+    throttle = ProgressThrottle(clock=lambda: now[0])
+    shown = []
+    for step in range(40):  # 20 s of events twice a second, two components
+        now[0] = step * 0.5
+        for name in ("a", "b"):
+            shown.append(throttle.wants({"event": "prefetch_download", "component": name}))
+    assert sum(shown) == 8  # 0, 5, 10, 15 s for each
+    assert throttle.wants({"event": "prefetch_downloaded", "component": "a"})

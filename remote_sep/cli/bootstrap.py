@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -86,9 +87,11 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
     log = log_path(name)
     log.parent.mkdir(parents=True, exist_ok=True)
 
+    shown = ProgressThrottle()
+
     def report(event: dict[str, Any]) -> None:
         log_event(log, event)
-        if not as_json or dry_run:
+        if (not as_json or dry_run) and shown.wants(event):
             for line in render(event):
                 err_console.print(line, markup=False, soft_wrap=True)
 
@@ -170,6 +173,26 @@ def render(event: dict[str, Any]) -> list[str]:
     if kind == "up_to_date":
         return ["stamp matches the plan: already provisioned"]
     return render_prefetch(event)
+
+
+class ProgressThrottle:
+    """One progress line per component every PROGRESS_LINE_S (the log keeps every event):
+    the host reports about twice a second, which would scroll minutes of lines."""
+
+    PROGRESS_LINE_S = 5.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last: dict[str, float] = {}
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        if event.get("event") != "prefetch_download":
+            return True
+        now, name = self.clock(), str(event.get("component"))
+        if now - self.last.get(name, -self.PROGRESS_LINE_S) < self.PROGRESS_LINE_S:
+            return False
+        self.last[name] = now
+        return True
 
 
 def render_prefetch(event: dict[str, Any]) -> list[str]:
