@@ -115,12 +115,18 @@ def test_the_judge_model_setting_names_the_scorer_repo():
 
 
 def test_bootstrap_prefetches_what_the_host_defaults_turn_on():
+    from remote_sep.hosts.profile import HostProfile
+    from remote_sep.jobs.settings import build_settings
     from remote_sep.provision.prefetch import PrefetchWants, wants_for
 
-    assert wants_for(SimpleNamespace()) == PrefetchWants()
-    profile = SimpleNamespace(setting_defaults={"rerank": 3, "score": True})
-    assert wants_for(profile) == PrefetchWants(rerank=True, score=True)
-    assert wants_for(SimpleNamespace(), predict_spans=True).argv() == ["--predict-spans"]
+    assert wants_for(Settings()) == PrefetchWants()
+    # hosts.yaml `quality: best` reranks 3 candidates: its rankers are prefetched too
+    best = HostProfile(name="gpu", host="h", setting_defaults={"quality": "best"})
+    assert wants_for(build_settings(best, {})) == PrefetchWants(rerank=True)
+    spans = HostProfile(name="gpu", host="h", setting_defaults={"predict_spans": True})
+    assert wants_for(build_settings(spans, {}), score=True) == PrefetchWants(
+        predict_spans=True, score=True)
+    assert wants_for(Settings(), predict_spans=True).argv() == ["--predict-spans"]
 
 
 def test_the_laptop_names_the_host_in_the_payloads_prefetch_command():

@@ -74,6 +74,7 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
           hosts: Path | None, as_json: bool, extras: dict[str, bool]) -> dict[str, Any]:
     from remote_sep import profiles
     from remote_sep.errors import ConfigError
+    from remote_sep.jobs.settings import build_settings
     from remote_sep.provision.apply import bootstrap as run_bootstrap
     from remote_sep.provision.prefetch import wants_for
     from remote_sep.ssh.host import connect
@@ -83,7 +84,8 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
         raise ConfigError(f"{flags} only choose what --prefetch downloads",
                           hint=f"run `remote-sep bootstrap {name} --prefetch {flags}`")
     profile = profiles.get_profile(name, hosts)
-    wants = wants_for(profile, **extras)
+    # what the host's jobs run with by default (hosts.yaml, its quality preset): one builder
+    wants = wants_for(build_settings(profile, {}), **extras)
     log = log_path(name)
     log.parent.mkdir(parents=True, exist_ok=True)
 

@@ -42,18 +42,14 @@ class PrefetchWants:
                                       ("--score", self.score), ("--video", self.video)) if on]
 
 
-def wants_for(profile: Any, *, rerank: bool = False, predict_spans: bool = False,
+def wants_for(defaults: Any, *, rerank: bool = False, predict_spans: bool = False,
               score: bool = False) -> PrefetchWants:
-    """The flags, plus what the host's default settings (hosts.yaml) already turn on."""
-    defaults = dict(getattr(profile, "setting_defaults", None) or {})
-
-    def default(name: str) -> Any:
-        return defaults.get(name, getattr(profile, name, None))
-
+    """The flags, plus what the host's default Settings (the settings builder's answer for
+    the profile alone: hosts.yaml fields and its --quality preset) already turn on."""
     return PrefetchWants(
-        rerank=rerank or int(default("rerank") or 1) > 1,
-        predict_spans=predict_spans or bool(default("predict_spans")),
-        score=score or bool(default("score")))
+        rerank=rerank or int(getattr(defaults, "rerank", 1) or 1) > 1,
+        predict_spans=predict_spans or bool(getattr(defaults, "predict_spans", False)),
+        score=score or bool(getattr(defaults, "score", False)))
 
 
 def prefetch_script(python: str, payload: str, hf_home: str, model: str,
