@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import audio_io
+from . import audio_io, stereo
 from .chain import ChainSeparation, chain_paths
 from .engine import Engine, EngineError, OutOfMemory
 from .manifest import OTHER_STEM, Item, Manifest, ManifestError, Settings, item_from_json
@@ -148,13 +148,14 @@ class Runner:
         started = time.monotonic()
         chunk_s = self.settings.chunk_seconds
         batch = self.engine.batch_size_for(round(chunk_s * audio_io.MODEL_RATE))
+        chunks = len(make_plan(info, self.settings, chunk_s))
         for job in todo:
             self.events.emit(ITEM_START, item=item.id, desc=job.index,
                              description=job.description, input=item.input,
                              duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
-                             channels=info.channels, batch=batch,
-                             chunks=len(make_plan(info, self.settings, chunk_s)),
-                             chunk_seconds=chunk_s)
+                             channels=info.channels, batch=batch, chunks=chunks,
+                             chunk_seconds=chunk_s,
+                             passes=chunks * stereo.lanes(self.settings.stereo, info.channels))
 
         def on_chunk(job: DescJob, total: int) -> None:
             self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
@@ -223,12 +224,13 @@ class Runner:
         started = time.monotonic()
         chunk_s = self.settings.chunk_seconds
         batch = self.engine.batch_size_for(round(chunk_s * audio_io.MODEL_RATE))
+        chunks = len(make_plan(info, self.settings, chunk_s))
         self.events.emit(ITEM_START, item=item.id, desc=0, description=text,
                          stems=list(item.stems or []), input=item.input,
                          duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
-                         channels=info.channels, batch=batch,
-                         chunks=len(make_plan(info, self.settings, chunk_s)),
-                         chunk_seconds=chunk_s)
+                         channels=info.channels, batch=batch, chunks=chunks,
+                         chunk_seconds=chunk_s, passes=chunks * len(item.descriptions)
+                         * stereo.lanes(self.settings.stereo, info.channels))
         runs: list[ChainSeparation] = []
 
         def attempt(chunk_seconds: float, batch_size: int) -> dict[str, str]:

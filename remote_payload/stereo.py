@@ -5,7 +5,7 @@ Modes (``settings.stereo``, see docs/stereo.md):
 
 - ``image`` (default): ONE pass on the mid signal (mean of the channels). The model's mono
   target ``T`` and residual ``R`` give a time-frequency ratio mask
-  ``M = |T| / (|T| + |R|)`` on an STFT; every channel's STFT is multiplied by it and turned
+  ``M = |T|^2 / (|T|^2 + |R|^2)`` (Wiener-like) on an STFT; every channel's STFT is multiplied by it and turned
   back into sound: ``target_c = istft(M * stft(x_c))``. A source panned left is masked out of
   the left channel's content, so it stays on the left. The residual of each channel is
   ``x_c - target_c``, so ``target + residual == input`` exactly (before the file's own
@@ -33,7 +33,9 @@ import numpy as np
 # 2048-sample frames (43 ms at 48 kHz) with hop 512: the usual music-separation STFT.
 N_FFT = 2048
 HOP = N_FFT // 4
-MASK_POWER = 1.0  # 1: |T| / (|T| + |R|) (measured best, bench/bench_stereo.py); 2: Wiener-like
+# 2: Wiener-like |T|^2 / (|T|^2 + |R|^2), which bench/bench_stereo.py measured better than
+# the plain ratio (power 1) on a panned and on a centred source (docs/stereo.md)
+MASK_POWER = 2.0
 _TINY = 1e-12  # below this (in magnitude^power) a bin holds nothing: it stays in the residual
 
 Pair = tuple[np.ndarray, np.ndarray]  # (target, residual), 1-D, one mono pass
