@@ -4,12 +4,12 @@ answers become a target and a residual of the input's channel count.
 Modes (``settings.stereo``, see docs/stereo.md):
 
 - ``image`` (default): ONE pass on the mid signal (mean of the channels). The model's mono
-  target ``T`` and residual ``R`` give a time-frequency ratio mask
-  ``M = |T|^2 / (|T|^2 + |R|^2)`` (Wiener-like) on an STFT; every channel's STFT is multiplied by it and turned
-  back into sound: ``target_c = istft(M * stft(x_c))``. A source panned left is masked out of
-  the left channel's content, so it stays on the left. The residual of each channel is
-  ``x_c - target_c``, so ``target + residual == input`` exactly (before the file's own
-  rounding), whatever the model returned.
+  target ``T`` and residual ``R`` give a time-frequency ratio mask on an STFT,
+  ``M = |T|^2 / (|T|^2 + |R|^2)`` (Wiener-like); every channel's STFT is multiplied by it
+  and turned back into sound: ``target_c = istft(M * stft(x_c))``. A source panned left
+  is masked out of the left channel's content, so it stays on the left. The residual of
+  each channel is ``x_c - target_c``, so ``target + residual == input`` exactly (before
+  the file's own rounding), whatever the model returned.
 - ``mid``: one pass on the mid signal; the mono target on every channel (a panned source
   comes back centred); the residual is the model's residual plus the side signal
   ``x_c - mid`` (what the model never saw).

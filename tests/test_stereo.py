@@ -4,7 +4,6 @@ source figure through the payload (stand-in model) in every mode."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
