@@ -13,10 +13,11 @@ from remote_payload.manifest import DTYPES, FORMATS
 from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
-from remote_sep.batch.plan import DEFAULT_TEMPLATE, plan_batch
+from remote_sep.batch.plan import DEFAULT_TEMPLATE, SPLIT_TEMPLATE, plan_batch
 from remote_sep.cli.batch_view import LiveView, render_failures
 from remote_sep.cli.common import (
     JsonOption,
+    StereoOption,
     envelope,
     err_console,
     offer_to_save,
@@ -43,15 +44,19 @@ def batch(
         help="Audio files, folders (searched recursively) or glob patterns.")] = None,
     desc: Annotated[list[str] | None, typer.Option(
         "--desc", "-d", help="What to separate (repeat for several).")] = None,
+    stem: Annotated[list[str] | None, typer.Option(
+        "--stem", "-s", help="A stem split instead of --desc: each file split into these "
+        "stems in order (repeat; each from what the ones before left) plus other.")] = None,
     host_names: Annotated[str, typer.Option(
         "--hosts", "--host", help="Comma-separated host profile names or user@host[:port] "
         "targets, e.g. gpu1,gpu2.", autocompletion=complete_host_list)
     ] = "local",
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Output folder.")] = Path("."),
-    name_template: Annotated[str, typer.Option(
+    name_template: Annotated[str | None, typer.Option(
         "--name-template",
-        help="Output names; fields {stem} {desc} {role} {ext} {parent} {index} {description}.")
-    ] = DEFAULT_TEMPLATE,
+        help="Output names; fields {stem} {desc} {role} {ext} {parent} {index} {description} "
+             f"(default {DEFAULT_TEMPLATE}; with --stem {SPLIT_TEMPLATE}, role = the stem).")
+    ] = None,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="YAML: items: [{input: FILE|DIR|GLOB, descriptions: [...]}]")] = None,
     model: Annotated[str | None, typer.Option("--model", help=(
@@ -71,6 +76,7 @@ def batch(
         help="A host's worker exits once the laptop has been gone this long "
              "(default: the host's worker_idle_timeout, else 900; 0: never).")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
+    stereo: StereoOption = None,
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write a <name>_preview.png per unit: spectrograms of input, target and "
@@ -101,10 +107,11 @@ def batch(
         # fields given are the resume fingerprint's settings, each host adds its defaults.
         settings = requested_settings(SettingsOptions(
             model=model, dtype=dtype, chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-            steps=steps, format=fmt))
+            steps=steps, format=fmt, stereo=stereo))
         extension = build_settings(None, settings).extension
         plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
-                          template=name_template, extension=extension, manifest=manifest)
+                          template=name_template, extension=extension, manifest=manifest,
+                          stems=list(stem or []))
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
         if not names:
             raise ConfigError("--hosts needs at least one host name")
@@ -144,6 +151,8 @@ def _previews(report: BatchReport) -> None:
 
     for item in report.items:
         paths = {role: out["path"] for role, out in item["outputs"].items()}
+        if "target" not in paths:  # a stem split: no target/residual pair to draw
+            continue
         if item["status"] in ("done", "skipped") and all(Path(p).exists() for p in paths.values()):
             item["previews"] = [str(p) for p in previews_for(
                 Path(item["input"]), [{"description": item["description"], **paths}],

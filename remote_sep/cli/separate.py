@@ -17,6 +17,7 @@ from remote_sep.cli.common import (
     HostsOption,
     JobArg,
     JsonOption,
+    StereoOption,
     err_console,
     offer_to_save,
     out_console,
@@ -71,6 +72,7 @@ def separate(
     steps: Annotated[int | None, typer.Option(help=(
         "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
+    stereo: StereoOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write PREFIX_preview.png: spectrograms of input, target and residual "
@@ -102,7 +104,7 @@ def separate(
             require_matplotlib()
         opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
                                chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               steps=steps, format=fmt, force=force)
+                               steps=steps, format=fmt, force=force, stereo=stereo)
         requested_settings(settings_options(opts))  # bad options before the profile
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(

@@ -19,6 +19,7 @@ from typing import Any
 from remote_payload.manifest import (
     DTYPES,
     FORMATS,
+    STEREO_MODES,
     ManifestError,
     Settings,
     resolve_model,
@@ -29,7 +30,7 @@ from remote_sep.hosts.profile import HostProfile
 # Settings field -> the option that sets it (to name it in messages).
 OPTION_OF = {"model": "--model", "dtype": "--dtype", "chunk_seconds": "--chunk-seconds",
              "rerank": "--rerank", "seed": "--seed", "ode_step_size": "--steps",
-             "format": "--format"}
+             "format": "--format", "stereo": "--stereo"}
 # Profile fields that are separation defaults (hosts.yaml; command-line options win).
 PROFILE_DEFAULTS = ("model", "dtype", "chunk_seconds")
 SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
@@ -46,6 +47,7 @@ class SettingsOptions:
     seed: int | None = None
     steps: int | None = None  # solver steps: ode_step_size = 1 / steps
     format: str | None = None
+    stereo: str | None = None  # image | mid | channels (docs/stereo.md)
     # Settings fields set as they are (no option of their own here, e.g. a worker timeout);
     # checked by Settings.validate().
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +80,11 @@ def requested_settings(options: SettingsOptions) -> dict[str, Any]:
         if options.format not in FORMATS:
             raise ConfigError(f"--format {options.format!r}: use one of {', '.join(FORMATS)}")
         asked["format"] = options.format
+    if options.stereo is not None:
+        if options.stereo not in STEREO_MODES:
+            raise ConfigError(f"--stereo {options.stereo!r}: use one of "
+                              f"{', '.join(STEREO_MODES)}")
+        asked["stereo"] = options.stereo
     unknown = sorted(set(options.extra) - SETTINGS_FIELDS)
     if unknown:
         raise ConfigError(f"unknown separation setting(s) {unknown}")
