@@ -46,11 +46,12 @@ def test_every_option_flows_into_the_settings():
         "facebook/sam-audio-small", "fp16", 4.0, 3, 7)
     assert built.ode_step_size == 1 / 8 and (built.format, built.subtype) == ("flac", "PCM_16")
     assert settings(extra={"batch_size": 2}).batch_size == 2  # pass-through fields
+    assert settings(stereo="mid").stereo == "mid" and settings().stereo == "image"
 
 
 @pytest.mark.parametrize(("options", "named"), [
     ({"dtype": "int3"}, "--dtype"), ({"rerank": 0}, "--rerank"), ({"steps": 0}, "--steps"),
-    ({"format": "mp3"}, "--format"), ({"model": " "}, "--model"),
+    ({"format": "mp3"}, "--format"), ({"model": " "}, "--model"), ({"stereo": "wide"}, "--stereo"),
     ({"extra": {"no_such_field": 1}}, "no_such_field"),
     ({"extra": {"batch_size": -1}}, "batch_size"),
 ])
@@ -94,6 +95,7 @@ def make_wav(path: Path) -> Path:
 @pytest.mark.parametrize("option", [
     ("--chunk-seconds", "0"), ("--chunk-seconds", "-2"), ("--chunk-seconds", "nan"),
     ("--steps", "0"), ("--rerank", "0"), ("--dtype", "int3"), ("--format", "mp3"),
+    ("--stereo", "wide"),
 ])
 def test_separate_and_batch_refuse_the_same_values_before_connecting(tmp_path, option):
     hosts = unreachable_hosts(tmp_path)
@@ -102,6 +104,8 @@ def test_separate_and_batch_refuse_the_same_values_before_connecting(tmp_path, o
         "separate": ["separate", str(audio), "-d", "x", "--host", "gpu", "--hosts", str(hosts)],
         "batch": ["batch", str(audio), "-d", "x", "--hosts", "gpu", "--hosts-file", str(hosts),
                   "-o", str(tmp_path / "out")],
+        "split": ["split", str(audio), "--stem", "x", "--host", "gpu", "--hosts", str(hosts),
+                  "--out", str(tmp_path / "out" / "s")],
     }
     for command, argv in runs.items():
         result = CliRunner().invoke(app, [*argv, *option, "--json"])
