@@ -71,6 +71,14 @@ def test_split_through_the_cli_adds_up_to_the_input_with_one_model_load(ssh_serv
     assert np.array_equal(sum(files.values()), source)  # the stems + other ARE the input
     assert len(load_log.read_text().splitlines()) == 1  # one model load for every stem
     assert np.abs(files["bass-hum"]).max() > 5000  # the hum came out first
+    # attach knows a split's outputs: every stem and other, pulled again into another folder
+    result, again = invoke("attach", body["result"]["job_id"], "--host", "gpu",
+                           "--hosts", hosts, "--out", f"{tmp_path / 'again'}/")
+    assert result.exit_code == 0, result.output
+    (pulled,) = again["result"]["outputs"]
+    for name in names:
+        assert Path(pulled[name]) == tmp_path / "again" / f"song_{name}.wav"
+        assert sha256(Path(pulled[name])) == entry[f"{name}_sha256"]
     # again: outputs exist -> refused before anything runs; bad stems and modes: exit 4
     result, body = invoke("split", song, "--stem", "bass hum", "--host", "gpu",
                           "--hosts", hosts)
