@@ -207,6 +207,11 @@ class Runner:
 
     def _run_chain(self, item: Item) -> None:
         """A stem split (remote_payload/chain.py): ONE item_done with every stem + other."""
+        empty = [k for k, d in enumerate(item.descriptions) if not d or not d.strip()]
+        if empty:  # a chain cannot skip a stage: the whole split fails
+            self.error("bad_description", f"description {empty[0]} of item {item.id} is empty",
+                       item=item.id, desc=empty[0])
+            return
         paths = chain_paths(self.base, item, self.settings.extension)
         text = " > ".join(item.descriptions)
         job = DescJob(0, text, paths)

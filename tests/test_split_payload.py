@@ -118,6 +118,9 @@ def test_a_rerun_skips_a_finished_split_and_bad_stem_names_are_bad_config(tmp_pa
         item = Item("x", str(audio), ["d"] * len(stems), ["out/x"], stems=stems)
         rc, events, _ = run_payload(tmp_path / "bad", [item], Settings(**SMALL))
         assert rc == 4 and of(events, "error")[0]["kind"] == "bad_config", stems
+    item = Item("e", str(audio), ["bass", " "], ["out/e"], stems=["a", "b"])
+    rc, events, _ = run_payload(tmp_path / "empty", [item], Settings(**SMALL))
+    assert of(events, "error")[0]["kind"] == "bad_description" and not of(events, "load")
 
 
 @pytest.mark.parametrize("mode", ["image", "mid", "channels"])
