@@ -17,6 +17,10 @@ the payload uses (``stereo.MASK_POWER``).
 
 A second mix puts the tone in the centre, where every mode should do as well as ``mid``.
 
+Last, the CPU cost of turning one 10 s stereo chunk's mono answer into stereo
+(``stereo.combine``): ``image`` (four STFTs, two inverse) against ``mid`` (a copy), in
+seconds per second of audio, measured in the same run.
+
 Usage: python bench/bench_stereo.py [--seconds 6]
 """
 
@@ -28,6 +32,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +105,18 @@ def measure(workdir: Path, seconds: float, pan: str) -> dict[str, dict[str, floa
     return rows
 
 
+def combine_cost(mode: str, seconds: float = 10.0, repeats: int = 3) -> float:
+    """CPU seconds of ``stereo.combine`` per second of a stereo chunk (best of repeats)."""
+    data = np.random.default_rng(1).standard_normal((round(seconds * RATE), 2))
+    answer = (data.mean(axis=1) * 0.5, data.mean(axis=1) * 0.5)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        stereo.combine(mode, data, [answer])
+        best = min(best, time.process_time() - started)
+    return best / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -115,6 +132,9 @@ def main() -> None:
             for mode, row in rows.items():
                 print(f"  {mode:11} {row['right_share']:11.4f} {row['error_db']:9.1f} "
                       f"{row['passes']:7d} {row['passes'] / ref['passes']:10.2f}")
+    image, mid = combine_cost("image"), combine_cost("mid")
+    print(f"stereo.combine CPU s per audio s (10 s stereo chunk): image {image:.4f}, "
+          f"mid {mid:.4f} (reference, same run), ratio {image / max(mid, 1e-9):.0f}x")
 
 
 if __name__ == "__main__":

@@ -70,12 +70,13 @@ def istft(spectrum: np.ndarray, length: int, offset: int = 0) -> np.ndarray:
     to float64 rounding."""
     window = _window()
     frames = np.fft.irfft(spectrum, n=N_FFT, axis=1) * window
-    total = (len(frames) - 1) * HOP + N_FFT
-    out = np.zeros(total)
-    weight = np.zeros(total)
-    for k, frame in enumerate(frames):
-        out[k * HOP:k * HOP + N_FFT] += frame
-        weight[k * HOP:k * HOP + N_FFT] += window ** 2
+    count, parts = len(frames), N_FFT // HOP
+    out = np.zeros((count + parts - 1, HOP))
+    weight = np.zeros((count + parts - 1, HOP))
+    for part in range(parts):  # overlap-add, one hop-sized quarter of every frame at once
+        out[part:part + count] += frames[:, part * HOP:(part + 1) * HOP]
+        weight[part:part + count] += (window[part * HOP:(part + 1) * HOP] ** 2)[None, :]
+    out, weight = out.reshape(-1), weight.reshape(-1)
     lead = _lead(offset)
     inside = slice(lead, lead + length)  # every sample here has weight 1.5 (Hann, 75 %)
     return out[inside] / weight[inside]
