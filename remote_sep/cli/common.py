@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from remote_payload.manifest import STEREO_MODES
 from remote_payload.protocol import exit_code_for
 from remote_sep.errors import RemoteSepError
 
@@ -50,10 +49,6 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one machine-readable JSON result on stdout.")
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to every question.")]
-StereoOption = Annotated[str | None, typer.Option("--stereo", help=(
-    f"One of {', '.join(STEREO_MODES)}: image (default) keeps a panned source where it is "
-    "at the cost of one pass; mid puts the mono estimate on every channel; channels "
-    "separates each channel (one pass each). See docs/stereo.md."))]
 
 # Messages and progress go to stderr, results to stdout: `--json` output stays parseable.
 err_console = Console(stderr=True, highlight=False)

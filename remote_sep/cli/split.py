@@ -1,5 +1,6 @@
 """`remote-sep split`: several stems out of one file, each from what the ones before left
-(thin command; the job core is jobs/separate.py, the naming jobs/split.py)."""
+(thin command; the job core is jobs/separate.py, the naming jobs/split.py; the separation
+settings are the one table's, as for `separate`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,19 @@ from typing import Annotated, Any
 
 import typer
 
-from remote_payload.manifest import DTYPES, FORMATS
 from remote_sep.cli.common import (
     HostOption,
     HostsOption,
     JsonOption,
-    StereoOption,
     err_console,
     offer_to_save,
     out_console,
     run_command,
 )
+from remote_sep.cli.setting_options import setting_options
 
 
+@setting_options("split")
 def split(
     audio: Annotated[Path, typer.Argument(help="The audio file to split.")],
     stem: Annotated[list[str], typer.Option("--stem", "-s", help=(
@@ -31,21 +32,12 @@ def split(
         "Output prefix: writes PREFIX_<stem>.EXT per stem and PREFIX_other.EXT (default: "
         "<input stem> next to the input). DIR/ or an existing folder: DIR/<input stem>."))
     ] = None,
-    model: Annotated[str | None, typer.Option(help=(
-        "small | base | large (+ -tv), a Hub id or a local dir on the host."))] = None,
-    dtype: Annotated[str | None, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = None,
-    chunk_seconds: Annotated[float | None, typer.Option(help="Chunk length in seconds.")] = None,
-    rerank: Annotated[int, typer.Option(help="Reranking candidates (1 = off).")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
-    steps: Annotated[int | None, typer.Option(help=(
-        "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
-    stereo: StereoOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
+    settings: dict[str, Any] | None = None,  # the setting options given (setting_options)
 ) -> None:
     """Split AUDIO into stems on a host, with one model load: each --stem in the order
     given, then PREFIX_other with what is left. The stems and other add up to the input
@@ -53,22 +45,15 @@ def split(
     """
     from remote_sep.cli.ready import ready_options
     from remote_sep.cli.separate import _profile, _with_view
-    from remote_sep.jobs.separate import (
-        SeparateOptions,
-        check_inputs,
-        run_separate,
-        settings_options,
-    )
+    from remote_sep.jobs.separate import SeparateOptions, check_inputs, run_separate
     from remote_sep.jobs.settings import requested_settings
     from remote_sep.jobs.split import stem_names
 
     def action() -> dict[str, Any]:
         check_inputs(audio.expanduser(), stem)  # the user's own mistakes first
-        opts = SeparateOptions(descriptions=stem, out=out, model=model, dtype=dtype,
-                               chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               steps=steps, format=fmt, force=force, stereo=stereo,
-                               stems=stem_names(stem))
-        requested_settings(settings_options(opts))  # bad options before the profile
+        opts = SeparateOptions(descriptions=stem, out=out, force=force,
+                               settings=dict(settings or {}), stems=stem_names(stem))
+        requested_settings(opts.settings)  # bad options before the profile
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,
