@@ -134,3 +134,22 @@ def test_every_stereo_mode_chains_and_adds_up(tmp_path: Path, mode: str):
     source = sf.read(audio, dtype="int16", always_2d=True)[0]
     assert np.array_equal(sum(f.astype(np.int64) for f in files.values()), source)
     assert json.dumps(of(events, "item_done")[0]["outputs"])
+
+
+def test_an_other_outside_pcm16_is_clipped_counted_and_reported(tmp_path: Path):
+    # a model that overshoots wildly (stand-in noise x20): stems clip at full scale and
+    # what other would need does not fit 16 bits; every such sample is counted, the rest
+    # still adds up exactly
+    t = np.arange(48_000) / 48_000
+    audio = tmp_path / "loud.wav"
+    sf.write(audio, (0.999 * np.sign(np.sin(2 * np.pi * 50 * t))).astype(np.float32), 48_000,
+             subtype="PCM_16")
+    stems = ["bass", "voice", "hiss"]
+    rc, events, proc = run_payload(tmp_path / "job", [split_item(audio, stems)],
+                                   Settings(**SMALL), env=standin_env(SAM_STANDIN_NOISE="20"))
+    assert rc == 0, proc.stderr
+    (warning,) = [w for w in of(events, "warning") if w["code"] == "other_clipped"]
+    files = read_out(tmp_path / "job", stems, "int16")
+    wrong = int(np.count_nonzero(sum(f.astype(np.int64) for f in files.values())
+                                 != sf.read(audio, dtype="int16", always_2d=True)[0]))
+    assert wrong > 0 and warning["message"].startswith(f"item s: {wrong} sample(s) of other")
