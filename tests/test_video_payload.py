@@ -153,6 +153,9 @@ def test_item_video_shape_is_checked_by_the_manifest():
                        ({"frames": "a", "masks": "b", "fps": True}, "video.fps")]:
         with pytest.raises(ManifestError, match=words):
             Item("i", "in.wav", ["x"], ["out/i"], video=bad).validate()
+    good = {"frames": "a", "masks": "b", "fps": 25}
+    with pytest.raises(ManifestError, match="a stem split takes no video"):
+        Item("i", "in.wav", ["x"], ["out/i"], video=good, stems=["vocals"]).validate()
 
 
 def test_bf16_model_takes_the_video(tmp_path: Path):
