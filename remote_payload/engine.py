@@ -130,20 +130,22 @@ class Engine:
         except ImportError as exc:
             raise EngineError("not_provisioned", f"cannot import sam_audio ({exc}); run "
                               "`remote-sep bootstrap` for this host") from exc
+        from .loading import load_model  # lean: mapped weights, only what the run uses
+
         try:
             with contextlib.redirect_stdout(sys.stderr):  # library chatter stays out of stdout
-                model = SAMAudio.from_pretrained(self.model_id, **overrides)
+                model, loaded = load_model(SAMAudio, self.model_id, overrides, self.dtype,
+                                           self.device, self.warn)
                 processor = SAMAudioProcessor.from_pretrained(self.model_id)
         except Exception as exc:
             mapped = self._hub_error(exc)
             if mapped is None:
                 raise
             raise EngineError(*mapped) from exc
-        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.model = model
         self.processor = processor
         return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
-                "seconds": round(time.monotonic() - started, 3),
-                "components_off": sorted(overrides)}
+                "seconds": round(time.monotonic() - started, 3), **loaded}
 
     def _hub_error(self, exc: Exception) -> tuple[str, str] | None:
         try:
