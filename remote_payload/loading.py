@@ -96,14 +96,7 @@ def _lean(sam_cls: Any, model_id: str, overrides: dict[str, Any], dtype: Any,
     mapped = {t.untyped_storage().data_ptr() for t in state.values()}
     vision_state = {k[len(VISION) + 1:]: state.pop(k) for k in list(state)
                     if k.startswith(VISION + ".")}
-    cfg = config_cls(**config)
-    parts = {name: _with_init(getattr(module, name)) for name in OWN_WEIGHTS
-             if hasattr(module, name)}
-    real_vision = module.PerceptionEncoder
-    parts["PerceptionEncoder"] = lambda vcfg: LazyVisionEncoder(real_vision, vcfg, vision_state,
-                                                                mapped)
-    with _replaced(module, parts), _no_init():
-        model = sam_cls(cfg)
+    model = build_without_weights(sam_cls, config_cls(**config), vision_state, mapped)
     missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False, assign=True)
     missing = [k for k in missing if not NOT_IN_CHECKPOINT.search(k)]
     if missing or unexpected:
@@ -113,6 +106,20 @@ def _lean(sam_cls: Any, model_id: str, overrides: dict[str, Any], dtype: Any,
     model.eval()
     cast_then_move(model, dtype, device, mapped)
     return model, [VISION]
+
+
+def build_without_weights(sam_cls: Any, cfg: Any, vision_state: dict[str, Any] | None = None,
+                          mapped: set[int] = frozenset()) -> Any:
+    """``sam_cls(cfg)`` with nothing initialised but the parts with their own pretrained
+    weights, and a :class:`LazyVisionEncoder` (fed ``vision_state``) for the vision encoder."""
+    module = sys.modules[sam_cls.__module__]
+    parts = {name: _with_init(getattr(module, name)) for name in OWN_WEIGHTS
+             if hasattr(module, name)}
+    real_vision = module.PerceptionEncoder
+    parts["PerceptionEncoder"] = lambda vcfg: LazyVisionEncoder(real_vision, vcfg,
+                                                                vision_state or {}, mapped)
+    with _replaced(module, parts), _no_init():
+        return sam_cls(cfg)
 
 
 def _model_folder(sam_cls: Any, model_id: str) -> str:

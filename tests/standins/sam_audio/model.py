@@ -43,10 +43,11 @@ def _codec_pad(wavs: torch.Tensor, hop: int) -> torch.Tensor:
 
 
 def _is_torch_file(path: str) -> bool:
-    """A zip checkpoint from torch.save (older stand-in folders hold placeholder bytes)."""
+    """A torch.save file, zip or legacy pickle (older stand-in folders hold placeholder bytes)."""
     try:
         with open(path, "rb") as fin:
-            return fin.read(4) == b"PK\x03\x04"
+            head = fin.read(4)
+            return head == b"PK\x03\x04" or head[:1] == b"\x80"
     except OSError:
         return False
 
