@@ -140,33 +140,43 @@ def _model_folder(sam_cls: Any, model_id: str) -> str:
 _INIT = threading.local()  # .skip: True while building, False inside the own-weights parts
 
 
-def _no_init():
-    """``torch.nn.init``'s in-place initialisers become no-ops (the checkpoint overwrites all)."""
+def _init_functions() -> list[str]:
     init = torch.nn.init
-    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_")
-             and callable(getattr(init, n))]
-    originals = {n: getattr(init, n) for n in names}
+    return [n for n in dir(init) if n.endswith("_") and not n.startswith("_")
+            and callable(getattr(init, n))]
 
-    def skipping(original):
-        def initialiser(tensor, *args, **kwargs):
-            if getattr(_INIT, "skip", False):
-                return tensor
-            return original(tensor, *args, **kwargs)
-        return initialiser
 
-    @contextlib.contextmanager
-    def switched_off() -> Iterator[None]:
-        for name, original in originals.items():
-            setattr(init, name, skipping(original))
-        _INIT.skip = True
-        try:
-            yield
-        finally:
-            _INIT.skip = False
-            for name, original in originals.items():
-                setattr(init, name, original)
+_ORIGINAL_INIT = {name: getattr(torch.nn.init, name) for name in _init_functions()}
 
-    return switched_off()
+
+def _skipping(original: Any) -> Any:
+    def initialiser(tensor, *args, **kwargs):
+        if getattr(_INIT, "skip", False):
+            return tensor
+        return original(tensor, *args, **kwargs)
+    return initialiser
+
+
+_SKIPPING = {name: _skipping(original) for name, original in _ORIGINAL_INIT.items()}
+
+
+def _install(functions: dict[str, Any]) -> None:
+    for name, function in functions.items():
+        setattr(torch.nn.init, name, function)
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """``torch.nn.init``'s in-place initialisers become no-ops (the checkpoint overwrites all)."""
+    _install(_SKIPPING)
+    before = getattr(_INIT, "skip", False)
+    _INIT.skip = True
+    try:
+        yield
+    finally:
+        _INIT.skip = before
+        if not before:
+            _install(_ORIGINAL_INIT)
 
 
 def _with_init(factory: Any) -> Any:
@@ -179,6 +189,9 @@ def _with_init(factory: Any) -> Any:
                 return call(*args, **kwargs)
             finally:
                 _INIT.skip = before
+                # transformers' from_pretrained puts back the init functions it saw at its own
+                # import time when it is done (no_init_weights): ours must go back in place
+                _install(_SKIPPING)
         return run
 
     if hasattr(factory, "from_config"):  # PEAudioFrame(Transform).from_config(...)

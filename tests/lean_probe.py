@@ -3,6 +3,8 @@
     PY tests/lean_probe.py make-standin FOLDER [BALLAST_MB]
     PY tests/lean_probe.py load FOLDER DTYPE OUT.npy     (REMOTE_SEP_NAIVE_LOAD=1: the naive way)
     PY tests/lean_probe.py video FOLDER                  (lazy vision encoder == eagerly built)
+    PY tests/lean_probe.py build FOLDER BIG              (RSS of building, no init; BIG=1: a
+                                                          ~330 MB DiT instead of the folder's)
 
 ``load`` prints one JSON line: the ``load`` event fields, the warnings, the process's peak
 RSS right after the load (VmHWM, kB) and the seeded outputs of one batch (saved to OUT.npy).
@@ -85,6 +87,24 @@ def video(folder: str) -> None:
                       "built": type(lean.vision_encoder.encoder).__name__}))
 
 
+def build(folder: str, big: str) -> None:
+    """RSS growth while ``build_without_weights`` builds the folder's config (with a ~330 MB
+    DiT if ``big``): the text encoder (transformers) is built before the DiT, as upstream's
+    __init__ does."""
+    from sam_audio import SAMAudio
+
+    from remote_payload.loading import build_without_weights
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if big == "1":
+        config["transformer"].update(dim=1024, context_dim=1024, n_heads=8, n_layers=4)
+    config["span_predictor"] = None
+    before = vm_kb("VmRSS")
+    model = build_without_weights(SAMAudio, SAMAudio.config_cls(**config))
+    dit = sum(p.numel() * p.element_size() for p in model.transformer.parameters())
+    print(json.dumps({"dit_kb": dit // 1024, "grown_kb": vm_kb("VmHWM") - before}))
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "make-standin":
@@ -93,5 +113,7 @@ if __name__ == "__main__":
         load(*args)
     elif command == "video":
         video(*args)
+    elif command == "build":
+        build(*args)
     else:
         raise SystemExit(f"unknown command {command!r}")

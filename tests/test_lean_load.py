@@ -133,6 +133,19 @@ def test_real_lean_output_bit_identical_and_less_ram(real_python: str, real_tiny
 
 
 @REAL_TIMEOUT
+def test_real_build_writes_none_of_the_weights_it_will_map(real_python: str, real_tiny: Path):
+    """Building without init really touches no weights, even after transformers (the T5 load)
+    has put back the init functions it saw at import (it did, before _with_init re-installs)."""
+    small = probe(real_python, "build", str(real_tiny), "0", env=real_env(), timeout=900)
+    big = probe(real_python, "build", str(real_tiny), "1", env=real_env(), timeout=900)
+    extra_dit_kb = big["dit_kb"] - small["dit_kb"]
+    assert extra_dit_kb > 300 * 1024
+    # the codec's weight norm computes its weights at build time (the naive path too): the
+    # same in both; a DiT 330 MB bigger must cost next to nothing more
+    assert big["grown_kb"] - small["grown_kb"] < extra_dit_kb / 4, (small, big)
+
+
+@REAL_TIMEOUT
 def test_real_vision_encoder_built_on_the_first_video_equals_the_eager_one(
         real_python: str, real_tiny: Path):
     result = probe(real_python, "video", str(real_tiny), env=real_env(), timeout=900)
