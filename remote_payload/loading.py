@@ -263,6 +263,21 @@ def cast_then_move(model: Any, dtype: Any, device: str, mapped: set[int] = froze
         return out
 
     model._apply(convert)  # what Module.to uses: same tensors converted, same rules
+    _refresh_weight_norm(model)
+
+
+def _refresh_weight_norm(model: Any) -> None:
+    """The codec's old-style weight norm keeps a plain ``weight`` attribute, computed when it
+    was built (fp32, on the host: the codec's size again) and recomputed before every forward.
+    Computing it now, from the converted ``g`` and ``v``, frees the stale host copy; the
+    forward recomputes it the same way, so nothing else changes."""
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    with torch.no_grad():
+        for module in model.modules():
+            for hook in module._forward_pre_hooks.values():
+                if isinstance(hook, WeightNorm):
+                    setattr(module, hook.name, hook.compute_weight(module))
 
 
 _LIBC: Any = None
