@@ -2,7 +2,7 @@
 against chunk length x batch size x dtype (JSON + a table), then the fit of the engine's batch
 sizing (remote_payload/vram_fit.py). One command, bounded by ``--budget-seconds``.
 
-    python bench/bench_gpu.py                      (CUDA; every size, bf16 + fp16, 10/30 s,
+    python bench/bench_gpu.py                      (CUDA; large, base, small; bf16 + fp16; 10/30 s;
                                                     batches 1/2/4; about 5 minutes)
     python bench/bench_gpu.py --write-fit          (also rewrites remote_payload/vram_fit.py)
     python bench/bench_gpu.py --device cpu --tiny  (smoke mode: a tiny config, seconds on a CPU)
@@ -66,10 +66,28 @@ def model_config(size: str, work: Path) -> dict:
     else:
         from sam_sizes import build_t5, sam_config
 
-        if not (work / "t5" / "config.json").is_file():
+        t5 = cached_t5()
+        if t5 is None and not (work / "t5" / "config.json").is_file():
             build_t5(work / "t5")  # random, t5-base's shape; one for every size
-        config = sam_config(size, str(work / "t5"))
+        config = sam_config(size, t5 or str(work / "t5"))
     return {**config, "span_predictor": None}
+
+
+def cached_t5() -> str | None:
+    """The real t5-base when this host's HF cache has it (a prefetched box does), else None
+    (then a random one of its shape is built: sentencepiece and protobuf needed)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    def cached(repo: str, name: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo, name), str)
+
+    for repo in ("t5-base", "google-t5/t5-base"):
+        if cached(repo, "config.json") and cached(repo, "spiece.model") and (
+                cached(repo, "model.safetensors") or cached(repo, "pytorch_model.bin")):
+            return repo
+    return None
 
 
 def build_model(size: str, work: Path, dtype, device: str):
@@ -184,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a tiny config (smoke mode)")
-    parser.add_argument("--sizes", default="small,base,large")
+    parser.add_argument("--sizes", default="large,base,small",
+                        help="largest first: the anchors are for large")
     parser.add_argument("--dtypes", default="bf16,fp16")
     parser.add_argument("--chunks", default="10,30", help="chunk lengths, seconds")
     parser.add_argument("--batches", default="1,2,4")
