@@ -172,7 +172,6 @@ def test_the_installer_is_in_the_hash_and_a_fallback_host_stays_on_pip():
     record = stamp_record(fallback, {s.name: s.key for s in fallback.install_steps}, True)
     check_stamp(profile, record)
     # ... and the next bootstrap chooses pip again (no uv retry, nothing to do) ...
-    again = build_plan(parse_facts(FACTS + PIP_LINES + "uv=\n"), profile)
     again_facts = uv_facts()
     again_facts.stamp = record
     again = build_plan(again_facts, profile)

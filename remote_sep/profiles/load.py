@@ -253,7 +253,8 @@ def _local_profile(values: dict[str, Any], source: Path | None, line: int | None
 def _copy_common(profile: HostProfile, values: dict[str, Any]) -> None:
     for field in ("path", "python", "base_python", "model", "dtype", "chunk_seconds",
                   "worker_idle_timeout", "path_prepend", "hf_home", "env", "torch_index",
-                  "torch_spec", "sam_audio_spec", "pins", "pip_args", "installer", "allow_sudo", "cpu"):
+                  "torch_spec", "sam_audio_spec", "pins", "pip_args", "installer", "allow_sudo",
+                  "cpu"):
         if field in values:
             setattr(profile, field, values[field])
 
