@@ -7,6 +7,7 @@ the host's pip find-links, the stand-in sam_audio, --cpu, a local Hub stand-in).
 N interleaved repeats of:
   ssh      `ssh -p PORT host true` (OpenSSH client: connect + auth + one command): the floor
   core-uv  connect() + bootstrap() in this process on the uv host (what `separate` pays)
+The first bootstraps run in this process too (connect() + bootstrap(), per-step times).
   cli-uv / cli-pip   `remote-sep bootstrap NAME` as a fresh process (what a user waits for)
 and prints the first bootstraps (goal: uv <= 20 s), their ratio, and the repeats against ssh.
 Usage: python bench/bench_bootstrap.py [N]
@@ -41,6 +42,26 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def first_bootstrap(profile) -> tuple[float, dict[str, float]]:
+    """connect() + bootstrap() on a fresh host; the total and each step's seconds."""
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def report(event: dict) -> None:
+        now = time.perf_counter()
+        if event.get("event") == "step_start":
+            marks[event["step"]] = now
+        elif event.get("event") == "step_done" and event["step"] in marks:
+            marks[event["step"]] = now - marks[event["step"]]
+        elif event.get("event") == "torch_choice":
+            marks["inspect"] = now - start
+
+    with connect(profile) as host:
+        bootstrap(host, profile, cpu=True, token_source=lambda has_token: GOOD_TOKEN,
+                  report=report)
+    return time.perf_counter() - start, marks
+
+
 def main(repeats: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-bootstrap-"))
     server = start_sshd(work / "sshd")
@@ -62,12 +83,13 @@ def main(repeats: int) -> None:
                 return [sys.executable, "-c", "from remote_sep.cli.main import main; main()",
                         "bootstrap", f"bench-{name}", "--cpu"]
 
-            first = {}
+            first, steps = {}, {}
             for name in ("uv", "pip"):
                 print(f"first bootstrap with {name} ...", flush=True)
-                first[name] = timed(lambda n=name: subprocess.run(cli(n), env=env, check=True,
-                                                                  capture_output=True))
-                print(f"  {first[name]:.1f} s", flush=True)
+                first[name], steps[name] = first_bootstrap(profiles.get_profile(
+                    f"bench-{name}", hosts))
+                print(f"  {first[name]:.1f} s: " + ", ".join(
+                    f"{step} {secs:.1f}" for step, secs in steps[name].items()), flush=True)
             ssh = ["ssh", "-p", str(server.port), "-i", str(server.user_key),
                    "-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "BatchMode=yes",
                    "-o", "StrictHostKeyChecking=yes", f"{server.user}@127.0.0.1", "true"]

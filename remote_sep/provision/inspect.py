@@ -33,7 +33,6 @@ def facts_script(base: str, hf_home: str | None, python: str | None, prelude: st
     candidates = (remote_path_expr(python) if python  # the profile's base_python; may be ~/…
                   else " ".join(quote(p) for p in PYTHON_CANDIDATES))
     check = "import sys; print(sys.executable, '%d.%d' % sys.version_info[:2])"
-    new_enough = "import sys; sys.exit(sys.version_info < (3, 11))"
     return prelude + f"""\
 BASE={remote_path_expr(base)}
 HFH={remote_path_expr(hf_home or DEFAULT_HF_HOME)}
@@ -47,8 +46,10 @@ command -v apt-get >/dev/null 2>&1 && echo "apt=yes"
 PIPPY=""
 for py in {candidates}; do
   if command -v "$py" >/dev/null 2>&1; then
-    echo "python=$("$py" -c {quote(check)} 2>/dev/null)"
-    [ -n "$PIPPY" ] || ! "$py" -c {quote(new_enough)} 2>/dev/null || PIPPY=$py
+    out=$("$py" -c {quote(check)} 2>/dev/null)
+    echo "python=$out"
+    # the first >= 3.11 reads pip's config below (no second start of each interpreter)
+    [ -n "$PIPPY" ] || case "${{out##* }}" in 3.1[1-9]|3.[2-9][0-9]) PIPPY=$py;; esac
   fi
 done
 d="$BASE"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
