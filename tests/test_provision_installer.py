@@ -182,6 +182,20 @@ def test_the_installer_is_in_the_hash_and_a_fallback_host_stays_on_pip():
     assert build_plan(again_facts, HostProfile(name="g", installer="uv")).installer.name == "uv"
 
 
+def test_a_stamp_from_before_uv_stays_valid_and_keeps_pip():
+    """A host bootstrapped with pip before uv existed: its stamp (no installer recorded, the
+    old hash) still passes for `separate`, and bootstrap keeps pip (nothing to reinstall)."""
+    facts = uv_facts()
+    pip_plan = build_plan(facts, HostProfile(name="g", installer="pip"))
+    old = stamp_record(pip_plan, {s.name: s.key for s in pip_plan.install_steps}, True)
+    assert "installer" not in old["facts"]
+    check_stamp(HostProfile(name="g"), old)
+    facts.stamp = old
+    again = build_plan(facts, HostProfile(name="g"))
+    assert again.installer.name == "pip" and stamp_matches(old, again)
+    assert "installer: uv" in again.installer.why
+
+
 def test_failure_reason_names_the_error_and_masks_urls():
     stderr = ("WARNING: Retrying ... https://u:pw@idx/simple/uv/\n"
               "ERROR: Could not find a version that satisfies the requirement uv<0.14,>=0.9\n"

@@ -41,9 +41,12 @@ class InstallCommand:
 
 
 def recorded(facts: HostFacts) -> str | None:
-    """The installer this host's stamp says built its venv (None: no stamp or an old one)."""
+    """The installer this host's stamp says built its venv (None: no stamp). A pip stamp
+    names none (stamps from before uv are pip stamps, and stay valid)."""
     stamp_facts = (facts.stamp or {}).get("facts")
-    name = stamp_facts.get("installer") if isinstance(stamp_facts, dict) else None
+    if not isinstance(stamp_facts, dict):
+        return None
+    name = stamp_facts.get("installer", "pip")
     return name if name in INSTALLERS else None
 
 
@@ -64,8 +67,9 @@ def choose(setting: str | None, facts: HostFacts) -> InstallerChoice:
     if setting == "auto":
         last = recorded(facts)
         if last == "pip":
-            return InstallerChoice("pip", "this host fell back to pip at an earlier bootstrap "
-                                   "(installer: uv in the profile tries uv again)")
+            return InstallerChoice("pip", "this host's venv was built with pip (an earlier "
+                                   "bootstrap, or a fallback); installer: uv in the profile "
+                                   "switches it to uv")
         if no_pip:
             return InstallerChoice("pip", "uv unavailable: the host's Python has no pip to "
                                    "fetch it with; falling back to pip", fallback=True)

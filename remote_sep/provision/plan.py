@@ -169,9 +169,12 @@ def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoic
     # The profile's explicit installer wins over the one the stamp recorded: switching it
     # re-provisions; `auto` keeps what the host resolved.
     used = replace(used, installer=installers.effective(profile.installer, used.installer))
+    facts = asdict(used)
+    if used.installer == "pip":
+        del facts["installer"]  # pip plans hash as before uv existed: their stamps stay valid
     inputs = {
         "v": STAMP_VERSION,
-        "facts": asdict(used),
+        "facts": facts,
         "index": choice.index_url,
         "torch": list(choice.torch_packages),
         "sam_audio": check_sam_audio_spec(profile.sam_audio_spec or DEFAULT_SAM_AUDIO_SPEC),

@@ -78,7 +78,7 @@ def test_unwritable_tools_dir_falls_back_to_pip_and_says_so(tmp_path: Path):
             assert again.returncode == 0, again.stderr
             result = json.loads(again.stdout)["result"]
             assert result["up_to_date"] and result["steps"] == []
-            assert result["installer"]["name"] == "pip" and "fell back" in \
+            assert result["installer"]["name"] == "pip" and "built with pip" in \
                 result["installer"]["why"]
     finally:
         server.stop()
