@@ -27,6 +27,7 @@ from remote_sep.provision.inspect import (
     pip_facts_script,
 )
 from remote_sep.provision.plan import Plan, Step, build_plan, stamp_path, venv_python
+from remote_sep.provision.prefetch import PrefetchWants, run_prefetch
 from remote_sep.provision.stamp import done_steps, stamp_bytes, stamp_matches, stamp_record
 
 Report = Callable[[dict[str, Any]], None]
@@ -76,7 +77,8 @@ def facts_summary(facts: HostFacts) -> dict[str, Any]:
 
 
 def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu: bool = False,
-              prefetch: bool = False, dry_run: bool = False,
+              prefetch: bool = False, wants: PrefetchWants | None = None,
+              dry_run: bool = False,
               token_source: TokenSource = lambda remote_has_token: None,
               token_origin: Callable[[bool], str] | None = None,
               report: Report = lambda event: None,
@@ -131,7 +133,7 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
     plan = _provide_installer(host, profile, facts, plan, result, report,
                               lambda chosen: build_plan(facts, profile, model=model, cpu=cpu,
                                                         prefetch=prefetch, installer=chosen))
-    _apply(host, profile, facts, plan, result, token_source, report)
+    _apply(host, profile, facts, plan, result, token_source, report, wants or PrefetchWants())
     return result
 
 
@@ -170,7 +172,8 @@ def _provide_installer(host: Host, profile: HostProfile, facts: HostFacts, plan:
 
 
 def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
-           result: BootstrapResult, token_source: TokenSource, report: Report) -> None:
+           result: BootstrapResult, token_source: TokenSource, report: Report,
+           wants: PrefetchWants) -> None:
     keys = {step.name: step.key for step in plan.install_steps}
     done = {name: key for name, key in done_steps(facts.stamp).items() if keys.get(name) == key}
     if facts.stamp is not None and not result.up_to_date:
@@ -193,6 +196,13 @@ def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
                 host.write_bytes(stamp_path(facts.base), stamp_bytes(record))
         elif step.kind == "token":
             token, detail = _token_step(host, facts, token_source)
+        elif step.kind == "prefetch":
+            done_bytes = run_prefetch(
+                host, base=facts.base, python=venv_python(facts.base), hf_home=facts.hf_home,
+                model=plan.model_repo, wants=wants, report=report, prelude=prelude,
+                endpoint=profile.env.get("HF_ENDPOINT"), token=token, name=profile.name)
+            detail = (f"{len(done_bytes['components'])} component(s) in the cache, "
+                      f"{done_bytes['bytes'] / 1e6:.1f} MB downloaded")
         else:
             detail = _hub_step(host, profile, facts, plan, step, token, prelude)
         _note(result, report, step, "done", detail)
@@ -247,10 +257,9 @@ def _token_step(host: Host, facts: HostFacts,
 
 def _hub_step(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan, step: Step,
               token: str | None, prelude: str) -> str:
-    mode = "prefetch" if step.kind == "prefetch" else "check"
     script = (prelude + f"export HF_HOME={quote(facts.hf_home)}\n"
               + quote_argv([venv_python(facts.base), "-c", gated.CHECK_SNIPPET,
-                            plan.model_repo, mode]))
+                            plan.model_repo]))
     # The token goes on stdin only; empty stdin: the snippet uses the host's token file.
     res = host.run(script, stdin=(token or "").encode(), check=False)
     verdict = gated.parse_verdict(res.text)
@@ -258,4 +267,4 @@ def _hub_step(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan, st
         verdict["error"] = tokens.redact(res.stderr.decode("utf-8", "replace").strip()[-300:],
                                          token) or verdict.get("error")
     gated.raise_for_verdict(verdict, plan.model_repo, profile.env.get("HF_ENDPOINT"))
-    return "downloaded" if mode == "prefetch" else f"token can read {plan.model_repo}"
+    return f"token can read {plan.model_repo}"
