@@ -112,7 +112,7 @@ def test_model_names():
 
 def test_plan_order_commands_and_low_disk_warning():
     facts = parse_facts(FACTS.replace("disk_free_kb=104857600", "disk_free_kb=1048576"))
-    plan = build_plan(facts, HostProfile(name="g"), model="base")
+    plan = build_plan(facts, HostProfile(name="g", installer="pip"), model="base")
     names = [s.name for s in plan.steps]
     assert names == ["venv", "torch", "sam_audio", "payload_deps", "verify", "token", "gated"]
     torch_step = plan.steps[1].script
