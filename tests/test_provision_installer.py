@@ -104,8 +104,8 @@ def test_uv_plan_torch_alone_from_the_cuda_index_later_steps_never_see_it():
                          "--compile-bytecode"]
     assert torch[torch.index("--index-url") + 1] == CUDA and torch.count("--index-url") == 1
     assert "--index-strategy" not in torch  # uv's default first-index for this step
-    assert [w for w in torch if not w.startswith("-") and "==" in w or "torch" in w][-3:] == \
-        ["torch==2.9.1", "torchaudio==2.9.1", "torchcodec==0.8.*"]
+    assert [w for w in torch if not w.startswith("-") and "==" in w or "torch" in w][-4:] == \
+        ["torch==2.9.1", "torchvision==0.24.1", "torchaudio==2.9.1", "torchcodec==0.8.*"]
     # The torch step gets no other index: none in its env, any in the shell dropped.
     assert not {"UV_INDEX_URL", "UV_EXTRA_INDEX_URL"} & set(steps["torch"].env)
     assert "unset UV_INDEX UV_EXTRA_INDEX_URL UV_INDEX_URL UV_DEFAULT_INDEX" in \
