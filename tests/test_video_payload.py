@@ -190,3 +190,18 @@ def test_video_source_indices_hold_the_last_frame():
     assert source.indices(HOP_LENGTH // 2 + 1, 1).tolist() == [1]  # nearest, not floor
     with pytest.raises(VideoError):
         open_video("/", {"frames": "/nonexistent.npy", "masks": "/x.npy", "fps": 25})
+
+
+def test_bf16_video_through_the_lean_load(tmp_path: Path):
+    """A model folder loads lean: the vision encoder is built on the first video
+    (remote_payload/loading.py); the bf16 fit must cover that encoder too."""
+    from lean_probe import make_standin
+
+    make_standin(tmp_path / "model", 0)  # imports the stand-in sam_audio (tests/standins)
+    source = write_audio(tmp_path / "in.wav", seconds=0.5, rate=RATE)
+    ref, _, _ = write_video(tmp_path / "v", count=13)
+    code, events, proc = run_payload(
+        tmp_path / "job", [Item("b", str(source), ["x"], ["out/b"], video=ref)],
+        _settings(dtype="bf16", model=str(tmp_path / "model")))
+    assert code == 0, (of(events, "error"), proc.stderr[-1500:])
+    assert of(events, "load")[0]["loader"] == "lean"
