@@ -205,3 +205,24 @@ def test_bf16_video_through_the_lean_load(tmp_path: Path):
         _settings(dtype="bf16", model=str(tmp_path / "model")))
     assert code == 0, (of(events, "error"), proc.stderr[-1500:])
     assert of(events, "load")[0]["loader"] == "lean"
+
+
+def test_lean_load_gives_the_naive_output_for_a_video(tmp_path: Path):
+    """The lean load builds the vision encoder inside the first separate(), after the job
+    seeded the RNG; building draws from it (the real PE's torch.randn parameters), so
+    without care the first batch's noise shifts and a lean job differs from a naive one
+    (found with the real classes, tests/test_video_contract.py)."""
+    from lean_probe import make_standin
+
+    make_standin(tmp_path / "model", 0)
+    source = write_audio(tmp_path / "in.wav", seconds=0.5, rate=RATE, subtype="FLOAT")
+    ref, _, _ = write_video(tmp_path / "v", count=13)
+    targets = {}
+    for name, extra in (("lean", {}), ("naive", {"REMOTE_SEP_NAIVE_LOAD": "1"})):
+        code, events, proc = run_payload(
+            tmp_path / name, [Item("b", str(source), ["x"], ["out/b"], video=ref)],
+            _settings(model=str(tmp_path / "model")), env=standin_env(**extra))
+        assert code == 0, (of(events, "error"), proc.stderr[-1500:])
+        assert of(events, "load")[0]["loader"] == name
+        targets[name] = _target(of(events, "item_done")[0])
+    np.testing.assert_array_equal(targets["lean"], targets["naive"])

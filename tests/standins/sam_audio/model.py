@@ -80,6 +80,9 @@ class PerceptionEncoder(_video.VisionEncoder):
 
     def __init__(self, cfg: PerceptionEncoderConfig):
         super().__init__()  # the video path: _video.VisionEncoder (encode, forward)
+        # the real PE draws some parameters with torch.randn (not nn.init): building one
+        # consumes the global RNG, like the real one
+        self.class_embedding = torch.nn.Parameter(0.02 * torch.randn(4))
         self.dim = cfg.dim
         self.batch_size = cfg.batch_size
         ballast = cfg.ballast_mb * 2**20 // 4
@@ -179,6 +182,11 @@ class SAMAudio(torch.nn.Module):
         pause = float(os.environ.get("SAM_STANDIN_SECONDS_PER_SECOND", "0") or 0)
         if pause:
             time.sleep(pause * bsz * length / self.sample_rate)
+        video = None
+        if batch.masked_video is not None:  # the visual prompt, see _video.py; like the real
+            # separate(), its features come first (_get_forward_args), the noise after
+            video = _video.video_term(self.vision_encoder, batch.masked_video, batch.sizes,
+                                      self.hop_length, padded_len, audios[:, 0])
         if noise is None:
             noise = torch.randn(bsz * reranking_candidates, frames, 128,
                                 device=audios.device, dtype=audios.dtype)
@@ -188,10 +196,8 @@ class SAMAudio(torch.nn.Module):
             jitter = noise[::reranking_candidates].reshape(bsz, -1)[:, :1]
             ramp = torch.linspace(-1, 1, padded_len, device=audios.device, dtype=audios.dtype)
             target = target + level * jitter * ramp
-        if batch.masked_video is not None:  # the visual prompt, see _video.py
-            target = target + _video.video_term(self.vision_encoder, batch.masked_video,
-                                                batch.sizes, self.hop_length, padded_len,
-                                                target)
+        if video is not None:
+            target = target + video
         # Beyond each item's own samples the real decoder returns codec output, not silence.
         for row, own in zip(target, batch.wav_sizes, strict=True):
             row[int(own):] = 0.25
