@@ -15,9 +15,13 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile
 import yaml
 
 from remote_sep.errors import BadAudio, ConfigError, RemoteSepError
+from remote_sep.jobs.spans import check_spans_fit, spans_from_yaml
+
+Spans = tuple[tuple[str, float, float], ...]  # span prompts of one input (jobs/spans.py)
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
@@ -39,6 +43,7 @@ class Unit:
     input: Path
     description: str
     outputs: dict[str, Path]  # role -> local output path
+    spans: Spans = ()  # the input's span prompts (--span, or the YAML item's spans:)
 
     @property
     def label(self) -> str:
@@ -99,11 +104,12 @@ def check_template(template: str) -> None:
         raise ConfigError(f"--name-template {template!r} needs {{role}} (target/residual)")
 
 
-def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
+def load_manifest(path: Path) -> list[tuple[str, list[str], Spans | None]]:
     """A batch YAML: ``items: [{input: a.wav, descriptions: [vocals, drums]}, …]``.
 
     ``input`` may be a file, a folder or a glob (relative to the YAML's folder);
-    ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``.
+    ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``;
+    ``spans`` (``["+1.5:3", "-0:0.5"]`` or ``[[+, 1.5, 3]]``) to its ``--span`` (None).
     """
     try:
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -114,14 +120,14 @@ def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
     raw_items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(raw_items, list):
         raise ConfigError(f"{path}: needs a top-level 'items:' list")
-    entries: list[tuple[str, list[str]]] = []
+    entries: list[tuple[str, list[str], Spans | None]] = []
     for i, raw in enumerate(raw_items):
         where = f"{path}: items[{i}]"
         if isinstance(raw, str):
             raw = {"input": raw}
         if not isinstance(raw, dict) or not isinstance(raw.get("input"), str):
             raise ConfigError(f"{where}: needs 'input: <file, folder or glob>'")
-        unknown = set(raw) - {"input", "descriptions", "desc"}
+        unknown = set(raw) - {"input", "descriptions", "desc", "spans"}
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
         descs = raw.get("descriptions", raw.get("desc", []))
@@ -129,7 +135,9 @@ def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
             descs = [descs]
         if not isinstance(descs, list) or not all(isinstance(d, str) for d in descs):
             raise ConfigError(f"{where}: 'descriptions' must be a list of strings")
-        entries.append((str(path.parent / raw["input"]), descs))
+        spans = None if raw.get("spans") is None else \
+            tuple(tuple(s) for s in spans_from_yaml(raw["spans"], where))
+        entries.append((str(path.parent / raw["input"]), descs, spans))
     return entries
 
 
@@ -141,30 +149,34 @@ def plan_batch(
     template: str = DEFAULT_TEMPLATE,
     extension: str = "wav",
     manifest: Path | None = None,
+    spans: Spans = (),
 ) -> BatchPlan:
-    """Expand inputs and descriptions into units with their output paths."""
+    """Expand inputs and descriptions into units with their output paths. ``spans`` (the
+    --span options, parsed) go with every input the YAML gives no spans of its own."""
     check_template(template)
     for desc in descriptions:
         if not desc.strip():
             raise ConfigError("--desc must not be empty", kind="bad_description")
-    entries: list[tuple[list[Path], list[str]]] = []
+    entries: list[tuple[list[Path], list[str], Spans]] = []
     if inputs:
         if not descriptions:
             raise ConfigError("give at least one --desc (or descriptions in --manifest)")
-        entries.append((expand_inputs(inputs), list(descriptions)))
+        entries.append((expand_inputs(inputs), list(descriptions), spans))
     if manifest is not None:
-        for spec, descs in load_manifest(manifest):
+        for spec, descs, own_spans in load_manifest(manifest):
             descs = descs or list(descriptions)
             if not descs:
                 raise ConfigError(f"{manifest}: {spec} has no descriptions and no --desc given")
-            entries.append((expand_inputs([spec]), descs))
+            entries.append((expand_inputs([spec]), descs,
+                            spans if own_spans is None else own_spans))
     if not entries:
         raise ConfigError("nothing to do: give INPUTS or --manifest")
     plan = BatchPlan(out_dir=out_dir, extension=extension)
     taken: dict[Path, str] = {}
     seen: set[str] = set()
-    for files, descs in entries:
+    for files, descs, file_spans in entries:
         for file in files:
+            _check_spans_fit(file, file_spans)
             for desc in descs:
                 if not desc.strip():
                     raise ConfigError(f"{file}: empty description", kind="bad_description")
@@ -172,7 +184,8 @@ def plan_batch(
                 if key in seen:
                     continue
                 seen.add(key)
-                unit = _make_unit(len(plan.units), file, desc, out_dir, template, extension)
+                unit = _make_unit(len(plan.units), file, desc, out_dir, template, extension,
+                                  file_spans)
                 for path in unit.outputs.values():
                     if path in taken:
                         raise ConfigError(
@@ -196,7 +209,19 @@ def unit_key(file: Path, description: str) -> str:
     return f"{path}\n{description}"
 
 
-def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str) -> Unit:
+def _check_spans_fit(file: Path, spans: Spans) -> None:
+    """Spans must lie inside their file: its length read here, before anything runs."""
+    if not spans:
+        return
+    try:
+        info = soundfile.info(str(file))
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
+        raise BadAudio(f"{file}: spans are given but soundfile cannot read it ({exc})") from None
+    check_spans_fit(spans, info.frames / info.samplerate, f"{file.name}")
+
+
+def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str,
+               spans: Spans = ()) -> Unit:
     label = f"{file.name} [{desc}]"
     _check_storable(str(file), f"input {file.name!r}", BadAudio)
     _check_storable(desc, f"description {desc!r} of {file.name!r}", ConfigError)
@@ -210,7 +235,7 @@ def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, 
             raise ConfigError(f"--name-template puts {name!r} outside the output folder")
         outputs[role] = path
     return Unit(key=unit_key(file, desc), index=index, input=file, description=desc,
-                outputs=outputs)
+                outputs=outputs, spans=spans)
 
 
 def _check_storable(text: str, what: str, error: type[RemoteSepError]) -> None:

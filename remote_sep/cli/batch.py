@@ -26,6 +26,7 @@ from remote_sep.cli.common import (
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
 from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.spans import check_not_predicted, describe, parse_spans
 
 
 def register(app: typer.Typer) -> None:
@@ -71,6 +72,12 @@ def batch(
         help="A host's worker exits once the laptop has been gone this long "
              "(default: the host's worker_idle_timeout, else 900; 0: never).")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
+    span: Annotated[list[str] | None, typer.Option("--span", help=(
+        "+T0:T1 / -T0:T1 span prompt for every input without `spans:` in --manifest "
+        "(seconds or m:ss.s; repeatable). See docs/spans.md."))] = None,
+    predict_spans: Annotated[bool, typer.Option("--predict-spans", help=(
+        "Predict where each description's sound is (inputs without spans) and report it."))
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write a <name>_preview.png per unit: spectrograms of input, target and "
@@ -101,10 +108,13 @@ def batch(
         # fields given are the resume fingerprint's settings, each host adds its defaults.
         settings = requested_settings(SettingsOptions(
             model=model, dtype=dtype, chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-            steps=steps, format=fmt))
+            steps=steps, format=fmt, predict_spans=predict_spans or None))
         extension = build_settings(None, settings).extension
+        spans = parse_spans(span or [])
+        check_not_predicted(spans, predict_spans)
         plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
-                          template=name_template, extension=extension, manifest=manifest)
+                          template=name_template, extension=extension, manifest=manifest,
+                          spans=tuple(tuple(s) for s in spans))
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
         if not names:
             raise ConfigError("--hosts needs at least one host name")
@@ -182,6 +192,12 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
             err_console.print(f"error: {stopped['message']}", markup=False, soft_wrap=True)
             err_console.print(f"  hint: {stopped['hint']}", markup=False, soft_wrap=True)
         else:
+            for item in report.items:
+                if "predicted_spans" in item:
+                    found = describe(item["predicted_spans"]) or "none found"
+                    err_console.print(f"predicted spans of {Path(item['input']).name} "
+                                      f"[{item['description']}]: {found}", markup=False,
+                                      soft_wrap=True)
             err_console.print(_summary(report), markup=False)
             for hint in report.hints:
                 err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)

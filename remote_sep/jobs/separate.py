@@ -39,6 +39,7 @@ from remote_sep.jobs.layout import (
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.spans import check_not_predicted, check_spans_fit, parse_spans
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 from remote_sep.provision.ready import RemoteReady
 
@@ -56,6 +57,8 @@ class SeparateOptions:
     format: str = "wav"
     force: bool = False
     extra_settings: dict[str, Any] = field(default_factory=dict)
+    spans: list[str] = field(default_factory=list)  # --span texts (jobs/spans.py)
+    predict_spans: bool = False
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -109,13 +112,25 @@ def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
 def settings_options(opts: SeparateOptions) -> SettingsOptions:
     return SettingsOptions(model=opts.model, dtype=opts.dtype, chunk_seconds=opts.chunk_seconds,
                            rerank=opts.rerank, seed=opts.seed, steps=opts.steps,
-                           format=opts.format, extra=dict(opts.extra_settings))
+                           format=opts.format, extra=dict(opts.extra_settings),
+                           predict_spans=opts.predict_spans or None)
+
+
+def item_spans(audio: Path, opts: SeparateOptions) -> list[list]:
+    """The --span options parsed and checked against the file, before any connection."""
+    spans = parse_spans(opts.spans)
+    check_not_predicted(spans, opts.predict_spans)
+    if spans:
+        info = check_audio(audio)
+        check_spans_fit(spans, info.frames / info.samplerate, "--span")
+    return spans
 
 
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions)
+    item_spans(audio, opts)
     settings = build_settings(profile, requested_settings(settings_options(opts)))
     prefixes = local_prefixes(audio, descriptions, opts.out)
     if len(set(prefixes)) != len(prefixes):
@@ -166,7 +181,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
             notify("status", {"message": f"{audio.name} already on the host (cached)"})
         job_id = new_job_id()
         item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
-                    opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))])
+                    opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))],
+                    spans=item_spans(audio, opts))
         manifest = Manifest(job_id=job_id, settings=settings, items=[item])
         record = records.JobRecord(
             host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
@@ -337,6 +353,8 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
         for kind, path in kinds.items():
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
+        if key in follow.predicted_spans:  # seconds of the input (--predict-spans)
+            entry["predicted_spans"] = follow.predicted_spans[key]
         outputs.append(entry)
     return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
             "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,

@@ -29,7 +29,7 @@ from remote_sep.hosts.profile import HostProfile
 # Settings field -> the option that sets it (to name it in messages).
 OPTION_OF = {"model": "--model", "dtype": "--dtype", "chunk_seconds": "--chunk-seconds",
              "rerank": "--rerank", "seed": "--seed", "ode_step_size": "--steps",
-             "format": "--format"}
+             "format": "--format", "predict_spans": "--predict-spans"}
 # Profile fields that are separation defaults (hosts.yaml; command-line options win).
 PROFILE_DEFAULTS = ("model", "dtype", "chunk_seconds")
 SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
@@ -46,6 +46,7 @@ class SettingsOptions:
     seed: int | None = None
     steps: int | None = None  # solver steps: ode_step_size = 1 / steps
     format: str | None = None
+    predict_spans: bool | None = None  # run the model's span predictor (jobs/spans.py)
     # Settings fields set as they are (no option of their own here, e.g. a worker timeout);
     # checked by Settings.validate().
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +79,8 @@ def requested_settings(options: SettingsOptions) -> dict[str, Any]:
         if options.format not in FORMATS:
             raise ConfigError(f"--format {options.format!r}: use one of {', '.join(FORMATS)}")
         asked["format"] = options.format
+    if options.predict_spans:
+        asked["predict_spans"] = True
     unknown = sorted(set(options.extra) - SETTINGS_FIELDS)
     if unknown:
         raise ConfigError(f"unknown separation setting(s) {unknown}")
