@@ -11,6 +11,11 @@ Stereo (the model is mono). ``settings.stereo``:
 - ``channels``: every channel is separated on its own (more passes, keeps a panned source in
   place in the target). Both are exact to the sample in length.
 
+Spans (docs/spans.md): each chunk gets the item's span prompts that touch it, in the chunk's
+time (``spans.chunk_anchors``); with ``predict_spans`` and no given spans, the engine's
+span predictor runs on each batch first and its spans are passed as that batch's anchors,
+and recorded in the input's time for the ``item_done`` event.
+
 Rates: the model sees 48 kHz. What it never saw (above 24 kHz of a 96/192 kHz input, and
 what the 48 kHz round trip loses of any other rate) goes to the residual like the side
 signal (``audio_io.Unseen``), so ``target + residual`` is the input at its own rate.

@@ -219,6 +219,7 @@ def test_real_load_errors_map_to_their_kinds(real_python: str, tiny_model: Path,
         assert not of(events, "item_done") and not (job / "out").exists()
 
 
+@pytest.mark.timeout(1500)  # four separations and a span prediction on a shared CPU
 def test_real_model_span_prompts_and_predicted_spans(real_python: str, tiny_model: Path,
                                                      tmp_path: Path):
     """Spans reach the real model (its anchor gate is non-zero in the tiny model), the real
@@ -273,6 +274,7 @@ print("same", torch.equal(outputs[0], outputs[1]))
 """
 
 
+@pytest.mark.timeout(1500)
 def test_real_predict_spans_flag_is_a_no_op_at_the_pin(real_python: str, tiny_model: Path,
                                                         tmp_path: Path):
     source = write_audio(tmp_path / "in.wav", seconds=1.3, rate=48_000, subtype="FLOAT")
