@@ -74,3 +74,27 @@ def test_predict_spans_is_a_setting_of_the_one_builder():
     assert asked == {"predict_spans": True}
     assert build_settings(None, asked).predict_spans is True
     assert "predict_spans" not in requested_settings(SettingsOptions(predict_spans=False))
+
+
+def test_batch_plan_gives_cli_spans_to_inputs_without_their_own(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    import yaml
+
+    from remote_sep.batch.plan import plan_batch
+    from remote_sep.batch.state import unit_fingerprint
+
+    for name, seconds in (("a.wav", 3.0), ("b.wav", 1.0)):
+        sf.write(str(tmp_path / name), np.zeros(round(seconds * 8000)), 8000)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"items": [{"input": "b.wav", "spans": ["-0:0.5"]}]}))
+    plan = plan_batch([str(tmp_path / "a.wav")], ["x"], tmp_path / "out", manifest=manifest,
+                      spans=(("+", 1.0, 2.5),))
+    assert {u.input.name: u.spans for u in plan.units} == {
+        "a.wav": (("+", 1.0, 2.5),), "b.wav": (("-", 0.0, 0.5),)}
+    with pytest.raises(ConfigError, match=r"b\.wav: span \+1:2\.5 lies outside the file"):
+        plan_batch([str(tmp_path / "b.wav")], ["x"], tmp_path / "out",
+                   spans=(("+", 1.0, 2.5),))
+    # the resume fingerprint: unchanged without spans, different with them
+    assert unit_fingerprint("s", "x", {}) == unit_fingerprint("s", "x", {}, ())
+    assert unit_fingerprint("s", "x", {}) != unit_fingerprint("s", "x", {}, plan.units[0].spans)
