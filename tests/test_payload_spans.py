@@ -141,3 +141,17 @@ def test_standin_predict_spans_flag_is_the_pins_no_op():
         if flag:
             assert batch.anchors == [[["+", 5 * HOP / RATE, 9 * HOP / RATE]]]
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+def test_predicting_with_a_model_that_has_no_span_predictor_says_so(tmp_path: Path):
+    model = tmp_path / "no predictor"
+    model.mkdir()
+    (model / "config.json").write_text('{"span_predictor": null}')
+    (model / "checkpoint.pt").write_bytes(b"")
+    audio = bursts(tmp_path / "in.wav")
+    rc, events, proc = run_payload(tmp_path / "job", [Item("p", str(audio), ["x"], ["out/p"])],
+                                   Settings(model=str(model), device="cpu", predict_spans=True))
+    assert rc == 4, proc.stderr[-2000:]
+    (error,) = of(events, "error")
+    assert error["kind"] == "bad_config" and "has no span predictor" in error["message"]
+    assert not of(events, "item_done") and "Traceback" not in proc.stderr

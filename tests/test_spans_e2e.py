@@ -137,6 +137,6 @@ def test_batch_yaml_spans_per_item_and_predicted_spans(tmp_path, make_ssh_server
     assert body["result"]["counts"].get("skipped") == 2
     manifest.write_text(yaml.safe_dump({"items": [
         {"input": "given.wav", "spans": ["+0.4:0.8"]}]}))
-    result, body = run(*argv)
+    result, body = run(*argv, "--predict-spans")  # the same settings: only spans differ
     assert result.exit_code == 0, result.output
     assert body["result"]["counts"] == {**body["result"]["counts"], "done": 1}
