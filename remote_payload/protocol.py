@@ -32,6 +32,12 @@ WARNING = "warning"  # item|None, message, (code)
 ERROR = "error"  # item|None, desc|None, kind, message
 BYE = "bye"  # ok, items_done, items_failed, exit_code, (retired: "idle")
 EVENT_NAMES = (HELLO, LOAD, ITEM_START, CHUNK, ITEM_DONE, WARNING, ERROR, BYE)
+# `python -m remote_payload prefetch` (prefetch.py), then error/bye as above:
+PREFETCH_PLAN = "prefetch_plan"  # cache, free_bytes, total_bytes, missing_bytes, backend,
+#   components[{name, where, files, bytes, missing_bytes, partial_bytes}], skipped[...]
+DOWNLOAD = "download"  # component, done, total (bytes still to get), rate_bps
+DOWNLOADED = "downloaded"  # component, where, bytes, seconds, resumed, rate_bps
+PREFETCH_EVENTS = (PREFETCH_PLAN, DOWNLOAD, DOWNLOADED)
 
 # Batch workers (runner.py --inbox): the laptop keeps ``<job dir>/heartbeat`` fresh (its mtime)
 # every HEARTBEAT_S seconds while it follows the worker's events; a worker whose heartbeat

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from remote_payload.manifest import DTYPES, FORMATS
 from remote_sep.cli.common import (
     HostArg,
     HostOption,
@@ -23,6 +22,7 @@ from remote_sep.cli.common import (
     run_command,
     terminal_owner,
 )
+from remote_sep.cli.setting_options import setting_options
 
 
 def _profile(name: str, hosts: Path | None):
@@ -60,6 +60,7 @@ def _print_outputs(result: dict[str, Any]) -> None:
                       f"{result['seconds']:.1f} s", markup=False)
 
 
+@setting_options("separate")
 def separate(
     audio: Annotated[Path, typer.Argument(help="The audio file to separate.")],
     desc: Annotated[list[str], typer.Option("--desc", "-d", help=(
@@ -69,15 +70,6 @@ def separate(
         "Output prefix: writes PREFIX_target.EXT and PREFIX_residual.EXT (default: "
         "<input stem>_<description> next to the input). DIR/ or an existing folder: "
         "DIR/<input stem>_<description>."))] = None,
-    model: Annotated[str | None, typer.Option(help=(
-        "small | base | large (+ -tv), a Hub id or a local dir on the host."))] = None,
-    dtype: Annotated[str | None, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = None,
-    chunk_seconds: Annotated[float | None, typer.Option(help="Chunk length in seconds.")] = None,
-    rerank: Annotated[int, typer.Option(help="Reranking candidates (1 = off).")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
-    steps: Annotated[int | None, typer.Option(help=(
-        "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write PREFIX_preview.png: spectrograms of input, target and residual "
@@ -85,13 +77,11 @@ def separate(
     span: Annotated[list[str] | None, typer.Option("--span", help=(
         "+T0:T1: the described sound is there; -T0:T1: it is not (seconds or m:ss.s of "
         "the input; repeat for several). See docs/spans.md."))] = None,
-    predict_spans: Annotated[bool, typer.Option("--predict-spans", help=(
-        "Let the model's span predictor find where the sound is, use that as span "
-        "prompts and report it."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
+    settings: dict[str, Any] | None = None,  # the setting options given (setting_options)
 ) -> None:
     """Separate the described sources out of AUDIO on a host; pull target and residual.
 
@@ -105,7 +95,6 @@ def separate(
         check_inputs,
         item_spans,
         run_separate,
-        settings_options,
     )
     from remote_sep.jobs.settings import requested_settings
 
@@ -114,11 +103,9 @@ def separate(
         if preview:
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
-        opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
-                               chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               steps=steps, format=fmt, force=force, spans=list(span or []),
-                               predict_spans=predict_spans)
-        requested_settings(settings_options(opts))  # bad options before the profile
+        opts = SeparateOptions(descriptions=desc, out=out, force=force,
+                               settings=dict(settings or {}), spans=list(span or []))
+        requested_settings(opts.settings)  # bad options before the profile
         item_spans(audio.expanduser(), opts)
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(

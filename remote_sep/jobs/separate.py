@@ -38,7 +38,7 @@ from remote_sep.jobs.layout import (
     start_and_poll,
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
-from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.settings import build_settings, requested_settings
 from remote_sep.jobs.spans import check_not_predicted, check_spans_fit, parse_spans
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 from remote_sep.provision.ready import RemoteReady
@@ -48,17 +48,10 @@ from remote_sep.provision.ready import RemoteReady
 class SeparateOptions:
     descriptions: list[str]
     out: str | None = None
-    model: str | None = None
-    dtype: str | None = None
-    chunk_seconds: float | None = None
-    rerank: int = 1
-    seed: int = 0
-    steps: int | None = None  # solver steps (None: the model's default)
-    format: str = "wav"
     force: bool = False
-    extra_settings: dict[str, Any] = field(default_factory=dict)
+    # The setting options given: setting_table row name -> value (e.g. {"steps": 8}).
+    settings: dict[str, Any] = field(default_factory=dict)
     spans: list[str] = field(default_factory=list)  # --span texts (jobs/spans.py)
-    predict_spans: bool = False
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -109,17 +102,10 @@ def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
     return cleaned
 
 
-def settings_options(opts: SeparateOptions) -> SettingsOptions:
-    return SettingsOptions(model=opts.model, dtype=opts.dtype, chunk_seconds=opts.chunk_seconds,
-                           rerank=opts.rerank, seed=opts.seed, steps=opts.steps,
-                           format=opts.format, extra=dict(opts.extra_settings),
-                           predict_spans=opts.predict_spans or None)
-
-
 def item_spans(audio: Path, opts: SeparateOptions) -> list[list]:
     """The --span options parsed and checked against the file, before any connection."""
     spans = parse_spans(opts.spans)
-    check_not_predicted(spans, opts.predict_spans)
+    check_not_predicted(spans, opts.settings.get("predict_spans"))
     if spans:
         info = check_audio(audio)
         check_spans_fit(spans, info.frames / info.samplerate, "--span")
@@ -131,7 +117,7 @@ def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions)
     item_spans(audio, opts)
-    settings = build_settings(profile, requested_settings(settings_options(opts)))
+    settings = build_settings(profile, requested_settings(opts.settings))
     prefixes = local_prefixes(audio, descriptions, opts.out)
     if len(set(prefixes)) != len(prefixes):
         raise ConfigError("two descriptions give the same output name; use distinct --desc")
@@ -165,7 +151,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     record = None
     try:
         ready = _ready_host(link, profile, (cache_name, audio.stat().st_size),
-                            provision or ReadyOptions(), opts.model)
+                            provision or ReadyOptions(), opts.settings.get("model"))
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
