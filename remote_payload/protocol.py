@@ -22,6 +22,7 @@ PROTOCOL_VERSION = 1
 HELLO = "hello"  # payload_version, device, gpu_name, vram_free_mb, torch, cuda, pid
 LOAD = "load"  # model, dtype, device, seconds
 # item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks,
+#   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems;
 #   (spans: the item's span prompts [[sign, start_s, end_s], …] when it has any)
 ITEM_START = "item_start"
 CHUNK = "chunk"  # item, desc, done, total

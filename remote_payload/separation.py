@@ -1,15 +1,11 @@
 """One item through the model: read chunks, batch them, overlap-add, write the stems.
 
-Stereo (the model is mono). ``settings.stereo``:
-
-- ``mid`` (default): the model separates the mid signal (mean of the channels, what the real
-  processor would make of a stereo tensor anyway). The target is that mono estimate on every
-  channel; the residual of channel c is the model's residual plus ``x_c - mid`` (the side
-  information the model never saw). So ``target + residual`` reconstructs the input exactly
-  wherever the model's own ``target + residual`` equals its input, and nothing is lost.
-  One model pass per chunk: the cost of a mono file.
-- ``channels``: every channel is separated on its own (more passes, keeps a panned source in
-  place in the target). Both are exact to the sample in length.
+Stereo (the model is mono): ``settings.stereo`` is ``image`` (default: one pass on the mid,
+a time-frequency mask from its answer applied to every channel, so a panned source stays
+where it is), ``mid`` (one pass, the mono target on every channel, the side signal in the
+residual) or ``channels`` (one pass per channel); remote_payload/stereo.py has them all.
+``target + residual`` reconstructs the input (exactly for ``image``; for the others wherever
+the model's own ``target + residual`` equals its input), exact to the sample in length.
 
 Spans (docs/spans.md): each chunk gets the item's span prompts that touch it, in the chunk's
 time (``spans.chunk_anchors``); with ``predict_spans`` and no given spans, the engine's
@@ -29,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import audio_io
+from . import audio_io, stereo
 from . import spans as span_time
 from .chunking import Chunk, OverlapAdd, plan_chunks
 from .engine import Engine, batch_seed
@@ -72,7 +68,7 @@ class ItemSeparation:
         self.info = info
         self.jobs = jobs
         self.on_chunk = on_chunk
-        self.lanes = info.channels if settings.stereo == "channels" else 1
+        self.lanes = stereo.lanes(settings.stereo, info.channels)
         # Given spans win; without them, predict_spans runs the span predictor per chunk.
         self.spans = span_time.to_samples(item.spans, audio_io.MODEL_RATE)
         self.predicting = settings.predict_spans and not item.spans
@@ -90,6 +86,7 @@ class ItemSeparation:
     def run(self, chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
         """Separate and write everything; returns {desc index: {stem: sha256}}."""
         plan = make_plan(self.info, self.settings, chunk_seconds)
+        self.plan = plan
         self.total_chunks = len(plan)
         out_rate = self.settings.sample_rate or self.info.sample_rate
         out_frames = (self.info.frames if out_rate == self.info.sample_rate
@@ -167,19 +164,14 @@ class ItemSeparation:
         return anchors
 
     def _lane(self, data: np.ndarray, lane: int) -> np.ndarray:
-        return data[:, lane] if self.settings.stereo == "channels" else data.mean(axis=1)
+        return stereo.lane_signal(self.settings.stereo, data, lane)
 
     def _emit_chunk(self, index: int, data: np.ndarray, results) -> None:
         for position, job in enumerate(self.jobs):
             lanes = results.pop((index, position))
-            if self.settings.stereo == "channels":
-                target = np.stack([lanes[c][0] for c in range(self.lanes)], axis=1)
-                residual = np.stack([lanes[c][1] for c in range(self.lanes)], axis=1)
-            else:
-                mono_target, mono_residual = lanes[0]
-                side = data - data.mean(axis=1, keepdims=True)  # zero for mono input
-                target = np.repeat(mono_target[:, None], data.shape[1], axis=1)
-                residual = mono_residual[:, None] + side
+            target, residual = stereo.combine(self.settings.stereo, data,
+                                              [lanes[c] for c in range(self.lanes)],
+                                              offset=self.plan[index].start)
             for stem, stems in (("target", target), ("residual", residual)):
                 done = job.adders[stem].add(index, stems)
                 if len(done):

@@ -186,7 +186,9 @@ ROWS: tuple[SettingRow, ...] = (
     SettingRow("sample_rate", "sample_rate", _whole(*SAMPLE_RATE_RANGE, "a whole number of Hz"),
                "Output sample rate in Hz (default: the input's).", cli_type=int, metavar="HZ"),
     SettingRow("stereo", "stereo", _one_of(STEREO_MODES),
-               "Stereo input: mid (separate the channel mean once) or channels (each alone).",
+               "Stereo input: image (default: one pass, a mask from it on each channel keeps a "
+               "panned source in place), mid (the mono estimate on every channel) or channels "
+               "(one pass each). docs/stereo.md.",
                metavar="|".join(STEREO_MODES)),
     # Settings.score comes with the judge (issue 9 item 5): the row is live once the field is.
     *([SettingRow("score", "score", _flag, "Score each target with the SAM Audio judge.",

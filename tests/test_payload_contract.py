@@ -283,3 +283,33 @@ def test_real_predict_spans_flag_is_a_no_op_at_the_pin(real_python: str, tiny_mo
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "anchors [[['+', " in proc.stdout  # it did predict spans…
     assert "same True" in proc.stdout  # …and the output ignored them
+
+
+@pytest.mark.timeout(TIMEOUT)  # three real passes (the codec decoder is slow on a CPU)
+def test_real_model_stem_split_and_stereo_image(real_python: str, tiny_model: Path,
+                                                tmp_path: Path):
+    """A stem split and a stereo-image separation with the real classes, in one job (one
+    load): the chain runs, the stems + other add up to the input, and the image mode's
+    target + residual is the input whatever the real (separately decoded) residual was."""
+    source = write_audio(tmp_path / "in.wav", seconds=1.2, rate=44100, channels=2,
+                         subtype="PCM_16")
+    settings = Settings(model=str(tiny_model), device="cpu", chunk_seconds=2.0,
+                        overlap_seconds=0.25, seed=3, ode_method="euler", ode_step_size=0.5,
+                        subtype="FLOAT")
+    assert settings.stereo == "image"
+    items = [Item("s", str(source), ["bass", "speech"], ["out/s"], stems=["bass", "speech"]),
+             Item("i", str(source), ["speech"], ["out/i"])]
+    proc, events = run_real(real_python, tmp_path / "job", settings, items)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(of(events, "load")) == 1
+    split_done, image_done = of(events, "item_done")
+    assert list(split_done["outputs"]) == ["bass", "speech", "other"]
+    assert [s["passes"] for s in of(events, "item_start")] == [2, 1]  # 1 chunk, 1 lane
+    mix = sf.read(source, dtype="float32", always_2d=True)[0].astype(np.float64)
+    total = sum(sf.read(out["path"], dtype="float32", always_2d=True)[0].astype(np.float64)
+                for out in split_done["outputs"].values())
+    assert np.abs(total - mix).max() < 1e-6
+    assert np.abs(sf.read(split_done["outputs"]["bass"]["path"])[0]).max() > 0
+    stems = check_outputs(image_done, source)
+    assert np.abs(stems["target"] + stems["residual"] - mix).max() < 1e-6
+    assert not np.allclose(stems["target"][:, 0], stems["target"][:, 1])  # per channel

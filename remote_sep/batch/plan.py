@@ -3,6 +3,8 @@
 
 A *unit* is one input file with one description: the smallest thing the fleet hands to a
 host, so that a fast host takes more and a failure costs one description, not a whole file.
+A stem split (``--stem``, repeatable, or ``stems:`` in the YAML) is one unit per file whose
+roles are the stems and ``other`` (docs/split.md), named ``{stem}_{role}.{ext}`` by default.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import yaml
 
 from remote_sep.errors import BadAudio, ConfigError, RemoteSepError
 from remote_sep.jobs.spans import check_spans_fit, spans_from_yaml
+from remote_sep.jobs.split import output_kinds, stem_names
 
 Spans = tuple[tuple[str, float, float], ...]  # span prompts of one input (jobs/spans.py)
 
@@ -28,6 +31,7 @@ AUDIO_EXTENSIONS = frozenset(
 )
 ROLES = ("target", "residual")
 DEFAULT_TEMPLATE = "{stem}_{desc}_{role}.{ext}"  # the seed's <prefix>_target naming
+SPLIT_TEMPLATE = "{stem}_{role}.{ext}"  # a stem split: song_vocals.wav … song_other.wav
 TEMPLATE_FIELDS = frozenset({"stem", "desc", "role", "ext", "parent", "index", "description"})
 # A folder entry holds 255 bytes; the pull's temp name beside an output adds 15
 # (".NAME.part-1234abcd"), and it must fit too.
@@ -43,11 +47,16 @@ class Unit:
     input: Path
     description: str
     outputs: dict[str, Path]  # role -> local output path
+    stems: tuple[str, ...] = ()  # a stem split: the --stem texts in order (roles: their names)
     spans: Spans = ()  # the input's span prompts (--span, or the YAML item's spans:)
 
     @property
     def label(self) -> str:
         return f"{self.input.name} [{self.description}]"
+
+    @property
+    def stem_names(self) -> list[str]:
+        return stem_names(list(self.stems))
 
 
 @dataclass
@@ -104,13 +113,25 @@ def check_template(template: str) -> None:
         raise ConfigError(f"--name-template {template!r} needs {{role}} (target/residual)")
 
 
-def load_manifest(path: Path) -> list[tuple[str, list[str], Spans | None]]:
+def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
     """A batch YAML: ``items: [{input: a.wav, descriptions: [vocals, drums]}, …]``.
 
     ``input`` may be a file, a folder or a glob (relative to the YAML's folder);
     ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``;
-    ``spans`` (``["+1.5:3", "-0:0.5"]`` or ``[[+, 1.5, 3]]``) to its ``--span`` (None).
+    ``stems: [vocals, drums]`` makes the item a stem split instead (``load_manifest_stems``);
+    ``spans: ["+1.5:3", "-0:0.5"]`` (or ``[[+, 1.5, 3]]``) are its span prompts (default:
+    the command line's ``--span``).
     """
+    return [(spec, descs) for spec, descs, _ in load_manifest_stems(path)]
+
+
+def load_manifest_stems(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """``load_manifest`` with each item's ``stems`` (empty: not a split)."""
+    return [entry[:3] for entry in load_manifest_items(path)]
+
+
+def load_manifest_items(path: Path) -> list[tuple[str, list[str], list[str], Spans | None]]:
+    """``load_manifest_stems`` with each item's ``spans`` (None: not given)."""
     try:
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -120,14 +141,14 @@ def load_manifest(path: Path) -> list[tuple[str, list[str], Spans | None]]:
     raw_items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(raw_items, list):
         raise ConfigError(f"{path}: needs a top-level 'items:' list")
-    entries: list[tuple[str, list[str], Spans | None]] = []
+    entries: list[tuple[str, list[str], list[str], Spans | None]] = []
     for i, raw in enumerate(raw_items):
         where = f"{path}: items[{i}]"
         if isinstance(raw, str):
             raw = {"input": raw}
         if not isinstance(raw, dict) or not isinstance(raw.get("input"), str):
             raise ConfigError(f"{where}: needs 'input: <file, folder or glob>'")
-        unknown = set(raw) - {"input", "descriptions", "desc", "spans"}
+        unknown = set(raw) - {"input", "descriptions", "desc", "stems", "spans"}
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
         descs = raw.get("descriptions", raw.get("desc", []))
@@ -135,9 +156,16 @@ def load_manifest(path: Path) -> list[tuple[str, list[str], Spans | None]]:
             descs = [descs]
         if not isinstance(descs, list) or not all(isinstance(d, str) for d in descs):
             raise ConfigError(f"{where}: 'descriptions' must be a list of strings")
+        stems = raw.get("stems", [])
+        if not isinstance(stems, list) or not all(isinstance(d, str) for d in stems):
+            raise ConfigError(f"{where}: 'stems' must be a list of strings")
+        if stems and descs:
+            raise ConfigError(f"{where}: give 'stems' (a split) or 'descriptions', not both")
         spans = None if raw.get("spans") is None else \
             tuple(tuple(s) for s in spans_from_yaml(raw["spans"], where))
-        entries.append((str(path.parent / raw["input"]), descs, spans))
+        if spans and stems:
+            raise ConfigError(f"{where}: 'spans' do not work with 'stems' (a split)")
+        entries.append((str(path.parent / raw["input"]), descs, stems, spans))
     return entries
 
 
@@ -146,46 +174,65 @@ def plan_batch(
     descriptions: list[str],
     out_dir: Path,
     *,
-    template: str = DEFAULT_TEMPLATE,
+    template: str | None = None,
     extension: str = "wav",
     manifest: Path | None = None,
+    stems: list[str] | None = None,
     spans: Spans = (),
 ) -> BatchPlan:
-    """Expand inputs and descriptions into units with their output paths. ``spans`` (the
-    --span options, parsed) go with every input the YAML gives no spans of its own."""
-    check_template(template)
+    """Expand inputs and descriptions (or the stems of a split) into units with their
+    output paths. ``template`` None: DEFAULT_TEMPLATE, SPLIT_TEMPLATE for a split.
+    ``spans`` (the --span options, parsed) go with every input the YAML gives no spans of
+    its own; not with a split (its stages run without anchors)."""
+    for name in (template, DEFAULT_TEMPLATE if template is None else None):
+        if name is not None:
+            check_template(name)
+    stems = list(stems or [])
+    if stems and descriptions:
+        raise ConfigError("give --stem (a split) or --desc, not both")
+    if stems and spans:
+        raise ConfigError("--span does not work with --stem (a split)")
     for desc in descriptions:
         if not desc.strip():
             raise ConfigError("--desc must not be empty", kind="bad_description")
-    entries: list[tuple[list[Path], list[str], Spans]] = []
+    if stems:
+        stem_names(stems)  # checked now: empty, 'other', two alike
+    entries: list[tuple[list[Path], list[str], list[str], Spans]] = []
     if inputs:
-        if not descriptions:
-            raise ConfigError("give at least one --desc (or descriptions in --manifest)")
-        entries.append((expand_inputs(inputs), list(descriptions), spans))
+        if not descriptions and not stems:
+            raise ConfigError("give at least one --desc or --stem (or descriptions in "
+                              "--manifest)")
+        entries.append((expand_inputs(inputs), list(descriptions), stems, spans))
     if manifest is not None:
-        for spec, descs, own_spans in load_manifest(manifest):
-            descs = descs or list(descriptions)
-            if not descs:
+        for spec, descs, item_stems, own_spans in load_manifest_items(manifest):
+            if item_stems:
+                stem_names(item_stems)
+            elif not descs:
+                descs, item_stems = list(descriptions), stems
+            if not descs and not item_stems:
                 raise ConfigError(f"{manifest}: {spec} has no descriptions and no --desc given")
-            entries.append((expand_inputs([spec]), descs,
-                            spans if own_spans is None else own_spans))
+            item_spans = (() if item_stems else spans) if own_spans is None else own_spans
+            entries.append((expand_inputs([spec]), descs, item_stems, item_spans))
     if not entries:
         raise ConfigError("nothing to do: give INPUTS or --manifest")
     plan = BatchPlan(out_dir=out_dir, extension=extension)
     taken: dict[Path, str] = {}
     seen: set[str] = set()
-    for files, descs, file_spans in entries:
+    for files, descs, split_stems, file_spans in entries:
         for file in files:
             _check_spans_fit(file, file_spans)
-            for desc in descs:
+            jobs = [(" > ".join(split_stems), tuple(split_stems))] if split_stems else \
+                [(desc, ()) for desc in descs]
+            for desc, unit_stems in jobs:
                 if not desc.strip():
                     raise ConfigError(f"{file}: empty description", kind="bad_description")
-                key = unit_key(file, desc)
+                key = unit_key(file, desc, unit_stems)
                 if key in seen:
                     continue
                 seen.add(key)
-                unit = _make_unit(len(plan.units), file, desc, out_dir, template, extension,
-                                  file_spans)
+                unit_template = template or (SPLIT_TEMPLATE if unit_stems else DEFAULT_TEMPLATE)
+                unit = _make_unit(len(plan.units), file, desc, out_dir, unit_template,
+                                  extension, unit_stems, file_spans)
                 for path in unit.outputs.values():
                     if path in taken:
                         raise ConfigError(
@@ -199,11 +246,14 @@ def plan_batch(
     return plan
 
 
-def unit_key(file: Path, description: str) -> str:
+def unit_key(file: Path, description: str, stems: tuple[str, ...] = ()) -> str:
     """A unit's key (resume state): ``path\ndescription`` as before when neither part holds
     a newline, else a JSON pair. A JSON pair holds no raw newline, so it never equals a
-    plain key: plain keys alone made ('a\nb', 'c') and ('a', 'b\nc') one unit."""
+    plain key: plain keys alone made ('a\nb', 'c') and ('a', 'b\nc') one unit. A split's
+    key is a JSON triple (never a plain key or a pair)."""
     path = str(file)
+    if stems:
+        return json.dumps([path, description, list(stems)])
     if "\n" in path or "\n" in description:
         return json.dumps([path, description])
     return f"{path}\n{description}"
@@ -221,12 +271,12 @@ def _check_spans_fit(file: Path, spans: Spans) -> None:
 
 
 def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str,
-               spans: Spans = ()) -> Unit:
+               stems: tuple[str, ...] = (), spans: Spans = ()) -> Unit:
     label = f"{file.name} [{desc}]"
     _check_storable(str(file), f"input {file.name!r}", BadAudio)
     _check_storable(desc, f"description {desc!r} of {file.name!r}", ConfigError)
     outputs = {}
-    for role in ROLES:
+    for role in (output_kinds(stem_names(list(stems))) if stems else ROLES):
         name = template.format(stem=file.stem, desc=slug(desc), role=role, ext=ext,
                                parent=file.parent.name, index=index, description=desc)
         _check_output_name(name, label)
@@ -234,8 +284,8 @@ def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, 
         if out_dir.resolve() not in path.parents:
             raise ConfigError(f"--name-template puts {name!r} outside the output folder")
         outputs[role] = path
-    return Unit(key=unit_key(file, desc), index=index, input=file, description=desc,
-                outputs=outputs, spans=spans)
+    return Unit(key=unit_key(file, desc, stems), index=index, input=file, description=desc,
+                outputs=outputs, stems=stems, spans=spans)
 
 
 def _check_storable(text: str, what: str, error: type[RemoteSepError]) -> None:
