@@ -98,3 +98,30 @@ def test_batch_plan_gives_cli_spans_to_inputs_without_their_own(tmp_path):
     # the resume fingerprint: unchanged without spans, different with them
     assert unit_fingerprint("s", "x", {}) == unit_fingerprint("s", "x", {}, ())
     assert unit_fingerprint("s", "x", {}) != unit_fingerprint("s", "x", {}, plan.units[0].spans)
+
+
+def test_spans_and_stem_splits_are_refused_together(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    import yaml
+
+    from remote_payload.manifest import Item, ManifestError
+    from remote_sep.batch.plan import plan_batch
+
+    with pytest.raises(ManifestError, match="spans do not work with stems"):
+        Item("s", "in.wav", ["vocals"], ["out/s"], stems=["vocals"],
+             spans=[["+", 0, 1]]).validate()
+    sf.write(str(tmp_path / "a.wav"), np.zeros(8000), 8000)
+    with pytest.raises(ConfigError, match="--span does not work with --stem"):
+        plan_batch([str(tmp_path / "a.wav")], [], tmp_path / "out", stems=["vocals"],
+                   spans=(("+", 0.0, 0.5),))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"items": [
+        {"input": "a.wav", "stems": ["vocals"], "spans": ["+0:0.5"]}]}))
+    with pytest.raises(ConfigError, match="'spans' do not work with 'stems'"):
+        plan_batch([], [], tmp_path / "out", manifest=manifest)
+    # a split item in a YAML beside --span: the split gets none
+    manifest.write_text(yaml.safe_dump({"items": [{"input": "a.wav", "stems": ["vocals"]}]}))
+    (unit,) = plan_batch([], ["x"], tmp_path / "out", manifest=manifest,
+                         spans=(("+", 0.0, 0.5),)).units
+    assert unit.stems and unit.spans == ()
