@@ -106,7 +106,9 @@ def test_real_model_fp32_chunked_seeded_and_rerun(real_python: str, tiny_model: 
     assert [e["event"] for e in events][:2] == ["hello", "load"]
     load = of(events, "load")[0]
     assert (load["dtype"], load["device"]) == ("fp32", "cpu")
-    assert load["components_off"] == ["span_predictor", "text_ranker", "visual_ranker"]
+    assert load["components_off"] == ["span_predictor", "text_ranker", "vision_encoder",
+                                      "visual_ranker"]
+    assert load["loader"] == "lean"
     starts = of(events, "item_start")
     assert [s["chunks"] for s in starts] == [2, 2]  # 1.5 s in 1 s chunks: a real seam
     assert [c["done"] for c in of(events, "chunk") if c["desc"] == 0] == [1, 2]
@@ -143,7 +145,8 @@ def test_real_model_bf16_batched_channels_resampled(real_python: str, tiny_model
     assert proc.returncode == 0, proc.stderr[-3000:]
     load = of(events, "load")[0]
     assert load["dtype"] == "bf16"
-    assert load["components_off"] == ["span_predictor"]  # rerank > 1 keeps the rankers' slots
+    # rerank > 1 keeps the rankers' slots
+    assert load["components_off"] == ["span_predictor", "vision_encoder"]
     assert of(events, "item_start")[0]["batch"] == 3
     (done,) = of(events, "item_done")
     check_outputs(done, source, rate=32000)
