@@ -22,10 +22,12 @@ PROTOCOL_VERSION = 1
 HELLO = "hello"  # payload_version, device, gpu_name, vram_free_mb, torch, cuda, pid
 LOAD = "load"  # model, dtype, device, seconds
 # item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks,
-#   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems
+#   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems;
+#   (spans: the item's span prompts [[sign, start_s, end_s], …] when it has any)
 ITEM_START = "item_start"
 CHUNK = "chunk"  # item, desc, done, total
-# item_done: item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped
+# item_done: item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped,
+#   (predicted_spans: [[start_s, end_s], …] in seconds of the input, with predict_spans)
 ITEM_DONE = "item_done"
 WARNING = "warning"  # item|None, message, (code)
 ERROR = "error"  # item|None, desc|None, kind, message

@@ -57,6 +57,7 @@ from .protocol import (
     exit_code_for,
 )
 from .separation import DescJob, ItemSeparation, make_plan, output_paths
+from .spans import SpanError, check_within
 from .video import VideoError, VideoSource, open_video
 
 PAYLOAD_VERSION = "0.1.0"
@@ -146,6 +147,11 @@ class Runner:
         except audio_io.BadAudio as exc:
             self.error("bad_audio", str(exc), item=item.id)
             return
+        try:  # the laptop checked them too; an item file may come from elsewhere
+            check_within(item.spans, info.duration_s, f"item {item.id}: spans")
+        except SpanError as exc:
+            self.error("bad_config", str(exc), item=item.id)
+            return
         source_video = None
         if item.video is not None:
             try:
@@ -175,6 +181,7 @@ class Runner:
                              channels=info.channels, batch=batch, chunks=chunks,
                              chunk_seconds=chunk_s,
                              passes=chunks * stereo.lanes(self.settings.stereo, info.channels),
+                             **({"spans": item.spans} if item.spans else {}),
                              **({} if source_video is None else
                                 {"video_frames": source_video.count}))
 
@@ -182,19 +189,23 @@ class Runner:
             self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
                              total=total)
 
+        runs: list[ItemSeparation] = []
+
         def attempt(chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
             for job in todo:
                 job.chunks_done = 0
-            run = ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk,
-                                 video=source_video)
-            return run.run(chunk_seconds, batch_size)
+            runs.append(ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk,
+                                       video=source_video))
+            return runs[-1].run(chunk_seconds, batch_size)
 
         shas = self._with_backoff(item, attempt, chunk_s, batch)
         if shas is None:
             return
         seconds = time.monotonic() - started
         for job in todo:
-            self._done(item, job, shas[job.index], seconds, skipped=False)
+            predicted = runs[-1].predicted_spans(job.index)
+            self._done(item, job, shas[job.index], seconds, skipped=False,
+                       **({} if predicted is None else {"predicted_spans": predicted}))
 
     def _with_backoff(self, item: Item, attempt, chunk_s: float, batch: int):
         """``attempt(chunk_seconds, batch_size)`` until it fits the GPU: on CUDA OOM halve
@@ -278,11 +289,11 @@ class Runner:
         self._done(item, job, shas, time.monotonic() - started, skipped=False)
 
     def _done(self, item: Item, job: DescJob, shas: dict[str, str], seconds: float,
-              skipped: bool) -> None:
+              skipped: bool, **extra) -> None:
         outputs = {stem: {"path": path, "sha256": shas[stem], "bytes": os.path.getsize(path)}
                    for stem, path in job.paths.items()}
         self.events.emit(ITEM_DONE, item=item.id, desc=job.index, description=job.description,
-                         outputs=outputs, seconds=round(seconds, 3), skipped=skipped)
+                         outputs=outputs, seconds=round(seconds, 3), skipped=skipped, **extra)
 
     def run_items(self, items: list[Item]) -> None:
         for item in items:

@@ -362,7 +362,9 @@ class HostWorker(threading.Thread):
                 self._forget(job, unit)
 
         def done(unit: Unit, shas: dict[str, str]) -> None:
-            seconds = claimed.pop(unit.key).get("seconds")
+            event = claimed.pop(unit.key)
+            seconds = event.get("seconds")
+            self.queue.results[unit.key].predicted_spans = event.get("predicted_spans")
             # Delivered (verified, renamed) even if the state cannot be saved (disk full):
             # the report says so; a rerun pulls it again from the worker's job.
             self.queue.complete(unit.key, self.host_name, shas, seconds)

@@ -31,6 +31,7 @@ class UnitResult:
     attempts: int = 0
     seconds: float | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # role -> sha256
+    predicted_spans: list | None = None  # [[start_s, end_s], …] with predict_spans
 
 
 class WorkQueue:

@@ -55,6 +55,13 @@ def _print_outputs(result: dict[str, Any]) -> None:
             f"mask {Path(video['mask']).name}"
         err_console.print(f"visual prompt: {Path(video['video']).name}, {what}, "
                           f"{video['frames']} frames at {video['fps']:g} fps", markup=False)
+    for entry in result["outputs"]:
+        if "predicted_spans" in entry:
+            from remote_sep.jobs.spans import describe
+
+            found = describe(entry["predicted_spans"]) or "none found"
+            err_console.print(f"predicted spans of '{entry['description']}': {found}",
+                              markup=False, soft_wrap=True)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
 
@@ -75,6 +82,9 @@ def separate(
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write PREFIX_preview.png: spectrograms of input, target and residual "
         "(needs the `preview` extra: matplotlib)."))] = False,
+    span: Annotated[list[str] | None, typer.Option("--span", help=(
+        "+T0:T1: the described sound is there; -T0:T1: it is not (seconds or m:ss.s of "
+        "the input; repeat for several). See docs/spans.md."))] = None,
     video: Annotated[Path | None, typer.Option(help=(
         "Visual prompt (-tv models): the video whose object is to be heard; the audio stays "
         "AUDIO's. Needs --mask or --box. See docs/video.md."))] = None,
@@ -97,7 +107,12 @@ def separate(
     it up).
     """
     from remote_sep.cli.ready import ready_options
-    from remote_sep.jobs.separate import SeparateOptions, check_inputs, run_separate
+    from remote_sep.jobs.separate import (
+        SeparateOptions,
+        check_inputs,
+        item_spans,
+        run_separate,
+    )
     from remote_sep.jobs.settings import requested_settings
     from remote_sep.jobs.visual import visual_prompt
 
@@ -114,8 +129,10 @@ def separate(
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
         opts = SeparateOptions(descriptions=descriptions, out=out, force=force,
-                               settings=dict(settings or {}), visual=visual)
+                               settings=dict(settings or {}), spans=list(span or []),
+                               visual=visual)
         requested_settings(opts.settings)  # bad options before the profile
+        item_spans(audio.expanduser(), opts)
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,

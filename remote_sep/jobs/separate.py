@@ -40,6 +40,7 @@ from remote_sep.jobs.layout import (
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.jobs.settings import build_settings, requested_settings
+from remote_sep.jobs.spans import check_not_predicted, check_spans_fit, parse_spans
 from remote_sep.jobs.visual import (
     VisualPrompt,
     audio_is_the_video,
@@ -63,6 +64,7 @@ class SeparateOptions:
     # A stem split (`remote-sep split`): one output name per description, separated in
     # that order, each from what the ones before left (jobs/split.py names them)
     stems: list[str] | None = None
+    spans: list[str] = field(default_factory=list)  # --span texts (jobs/spans.py)
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -119,10 +121,22 @@ def check_inputs(audio: Path, descriptions: list[str],
     return cleaned
 
 
+def item_spans(audio: Path, opts: SeparateOptions) -> list[list]:
+    """The --span options parsed and checked against the file, before any connection."""
+    spans = parse_spans(opts.spans)
+    check_not_predicted(spans, opts.settings.get("predict_spans"))
+    if spans:
+        info = check_audio(audio)
+        check_spans_fit(spans, info.frames / info.samplerate, "--span")
+    return spans
+
+
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions, opts.visual)
+    if opts.visual is None or not audio_is_the_video(audio, opts.visual):
+        item_spans(audio, opts)  # a video's track: checked once extracted (run_separate)
     requested = requested_settings(opts.settings)
     if opts.visual is not None:
         requested["video"] = True  # the payload keeps the model's video path (and visual ranker)
@@ -171,6 +185,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
             staging.cleanup()
             raise
     source = staged.audio if staged is not None else audio  # what is separated
+    spans = item_spans(source, opts)  # still before any connection
     sha = sha256_file(source)
     cache_name = sha + upload_extension(source)
     link = Link(profile, connect, notify=notify)
@@ -198,7 +213,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
                     opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))],
                     video=video_ref,
-                    stems=list(opts.stems) if opts.stems is not None else None)
+                    stems=list(opts.stems) if opts.stems is not None else None,
+                    spans=spans)
         manifest = Manifest(job_id=job_id, settings=settings, items=[item])
         record = records.JobRecord(
             host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
@@ -382,6 +398,8 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
         for kind, path in kinds.items():
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
+        if key in follow.predicted_spans:  # seconds of the input (--predict-spans)
+            entry["predicted_spans"] = follow.predicted_spans[key]
         outputs.append(entry)
     return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
             "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,
