@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import rankers
 from .manifest import HOP_LENGTH, Settings, resolve_model
 
 # Rough activation memory per second of audio per candidate (fp16/bf16). Only a starting
@@ -57,17 +58,19 @@ def batch_seed(seed: int, *parts: Any) -> int:
 class Engine:
     """Loads SAM Audio lazily (once) and separates batches of equal-length mono chunks."""
 
-    def __init__(self, settings: Settings, warn: Callable[[str], None] | None = None):
+    def __init__(self, settings: Settings, warn: Callable[..., None] | None = None):
         import torch  # heavy: imported only on the GPU box
 
         self.torch = torch
         self.settings = settings
         self.model_id = resolve_model(settings.model)
-        self.warn = warn or (lambda message: None)
+        self.warn = warn or (lambda message, **_: None)  # runner.warning(message, code=…)
         self.device = self._pick_device()
         self.dtype = self._pick_dtype()
         self.model: Any = None
         self.processor: Any = None
+        self.candidates = settings.rerank  # 1 once the model turns out to have no ranker
+        self.last_ranks: list[dict[str, Any]] | None = None  # rankers.picks of the last call
 
     # -- device and dtype -------------------------------------------------------------
     def _pick_device(self) -> str:
@@ -120,9 +123,7 @@ class Engine:
         """Load model + processor once; returns the ``load`` event fields."""
         started = time.monotonic()
         settings = self.settings
-        overrides: dict[str, Any] = {}
-        if settings.rerank <= 1:  # rankers only serve reranking_candidates > 1
-            overrides.update(text_ranker=None, visual_ranker=None)
+        overrides: dict[str, Any] = rankers.overrides(settings)  # never an unusable ranker
         if not settings.predict_spans:
             overrides["span_predictor"] = None
         try:
@@ -135,15 +136,23 @@ class Engine:
                 model = SAMAudio.from_pretrained(self.model_id, **overrides)
                 processor = SAMAudioProcessor.from_pretrained(self.model_id)
         except Exception as exc:
-            mapped = self._hub_error(exc)
+            mapped = rankers.load_failure(exc, self.model_id) or self._hub_error(exc)
             if mapped is None:
                 raise
             raise EngineError(*mapped) from exc
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        rankers.keep_fp32(self.model)  # bf16 scores tie: rank in fp32 whatever the dtype
         self.processor = processor
+        extra: dict[str, Any] = {}
+        if self.candidates > 1:
+            extra["ranker"] = rankers.usable_ranker(self.model, settings)
+            if extra["ranker"] is None:
+                self.warn(rankers.no_ranker_warning(self.model_id, self.candidates),
+                          code="rerank_no_ranker")
+                self.candidates = 1
         return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
                 "seconds": round(time.monotonic() - started, 3),
-                "components_off": sorted(overrides)}
+                "components_off": sorted(overrides), "candidates": self.candidates, **extra}
 
     def _hub_error(self, exc: Exception) -> tuple[str, str] | None:
         try:
@@ -199,7 +208,7 @@ class Engine:
         if not self.device.startswith("cuda"):
             return 1
         seconds = chunk_samples / self.processor.audio_sampling_rate
-        per_chunk = seconds * self.settings.rerank * BYTES_PER_AUDIO_SECOND
+        per_chunk = seconds * self.candidates * BYTES_PER_AUDIO_SECOND
         fits = int(self.free_vram() * VRAM_HEADROOM // max(per_chunk, 1))
         return max(1, min(MAX_BATCH, fits))
 
@@ -222,10 +231,14 @@ class Engine:
             with contextlib.redirect_stdout(sys.stderr):
                 batch = self.processor(descriptions=descriptions, audios=audios).to(self.device)
                 torch.manual_seed(seed)  # noise and the codec watermark both draw from it
+                rankers.forget_scores(self.model)
                 with torch.inference_mode():
                     result = self.model.separate(batch, ode_opt=ode_opt,
-                                                 reranking_candidates=settings.rerank,
+                                                 reranking_candidates=self.candidates,
                                                  predict_spans=settings.predict_spans)
+                ranked = rankers.take_scores(self.model)
+                self.last_ranks = None if ranked is None else [
+                    {"ranker": ranked[0], **row} for row in rankers.picks(ranked[1])]
                 out = []
                 for sig, target, residual in zip(signals, result.target, result.residual,
                                                  strict=True):

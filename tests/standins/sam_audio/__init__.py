@@ -47,9 +47,11 @@ Behaviour, chosen by environment variables (read at each call):
   item on the "GPU" for as long as it needs, whatever the machine's load).
 """
 
+from .judge import SAMAudioJudgeModel, SAMAudioJudgeOutput
 from .model import SAMAudio, SeparationResult
-from .processor import Batch, SAMAudioProcessor
+from .processor import Batch, SAMAudioJudgeProcessor, SAMAudioProcessor
 
 IS_STANDIN = True
 
-__all__ = ["SAMAudio", "SAMAudioProcessor", "Batch", "SeparationResult", "IS_STANDIN"]
+__all__ = ["SAMAudio", "SAMAudioProcessor", "Batch", "SeparationResult", "IS_STANDIN",
+           "SAMAudioJudgeModel", "SAMAudioJudgeOutput", "SAMAudioJudgeProcessor"]
