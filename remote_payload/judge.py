@@ -41,8 +41,8 @@ import numpy as np
 
 from . import audio_io
 from .engine import EngineError
+from .protocol import SCORE_NAMES
 
-SCORE_NAMES = ("overall", "recall", "precision", "faithfulness")
 SCORES_SUFFIX = ".scores.json"
 MIN_WINDOW_S = 10.0
 PREFETCH = "`remote-sep bootstrap HOST --prefetch --score`"

@@ -362,14 +362,16 @@ class HostWorker(threading.Thread):
                 self._forget(job, unit)
 
         def done(unit: Unit, shas: dict[str, str]) -> None:
-            seconds = claimed.pop(unit.key).get("seconds")
+            event = claimed.pop(unit.key)
+            seconds, scores = event.get("seconds"), event.get("scores")
             # Delivered (verified, renamed) even if the state cannot be saved (disk full):
             # the report says so; a rerun pulls it again from the worker's job.
-            self.queue.complete(unit.key, self.host_name, shas, seconds)
+            self.queue.complete(unit.key, self.host_name, shas, seconds, scores)
             self.status.done += 1
             self.status.busy_seconds += float(seconds or 0)
             self._forget(job, unit)
-            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
+            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name,
+                                 scores)
 
         try:
             job.pull_many([(job.items[e["item"]], e.get("outputs") or {})

@@ -14,6 +14,7 @@ from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
 from remote_sep.batch.plan import DEFAULT_TEMPLATE, plan_batch
+from remote_sep.batch.scores import write_scores
 from remote_sep.cli.batch_view import LiveView, render_failures
 from remote_sep.cli.common import (
     JsonOption,
@@ -23,6 +24,7 @@ from remote_sep.cli.common import (
     run_command,
     terminal_owner,
 )
+from remote_sep.cli.separate import JudgeModelOption, ScoreOption, score_line
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
 from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
@@ -77,6 +79,8 @@ def batch(
         "residual (needs the `preview` extra: matplotlib)."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap hosts that are not provisioned without asking."))] = False,
+    score: ScoreOption = None,
+    judge_model: JudgeModelOption = None,
     hosts_file: Annotated[Path | None, typer.Option(
         "--hosts-file", envvar="REMOTE_SEP_HOSTS",
         help="hosts.yaml to use (default: the user config dir's remote-sep/hosts.yaml).")
@@ -101,7 +105,7 @@ def batch(
         # fields given are the resume fingerprint's settings, each host adds its defaults.
         settings = requested_settings(SettingsOptions(
             model=model, dtype=dtype, chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-            steps=steps, format=fmt))
+            steps=steps, format=fmt, score=score, judge_model=judge_model))
         extension = build_settings(None, settings).extension
         plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
                           template=name_template, extension=extension, manifest=manifest)
@@ -129,7 +133,8 @@ def batch(
                                                      idle_timeout=worker_idle_timeout))
         if preview:
             _previews(report)
-        _finish(report, as_json, command_line)
+        scores = write_scores(plan.out_dir, report.items) if settings.get("score") else None
+        _finish(report, as_json, command_line, scores)
         if not as_json:
             for profile in fleet:
                 offer_to_save(profile, hosts_file)
@@ -150,7 +155,8 @@ def _previews(report: BatchReport) -> None:
                 item.get("host") or "batch")]
 
 
-def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
+def _finish(report: BatchReport, as_json: bool, command_line: str,
+            scores: Path | None = None) -> None:
     """Print the per-unit results (JSON) or a summary; exit by the worst outcome."""
     kind, stopped = None, report.error
     if stopped is not None:  # a local write error stopped every host
@@ -168,7 +174,7 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
     if as_json:
         body = envelope("batch", kind is None, result={
             "items": report.items, "counts": report.counts, "loads": report.loads,
-            "state_file": report.state_file})
+            "state_file": report.state_file, "scores_csv": str(scores) if scores else None})
         if kind:
             body["exit_code"] = exit_code_for(kind)
             body["error"] = stopped or {"kind": kind, "message": _summary(report, kind),
@@ -183,6 +189,14 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
             err_console.print(f"  hint: {stopped['hint']}", markup=False, soft_wrap=True)
         else:
             err_console.print(_summary(report), markup=False)
+            if scores is not None:
+                scored = [i for i in report.items if i.get("scores")]
+                for item in scored:
+                    err_console.print(f"{Path(item['input']).name}: "
+                                      f"{score_line(item['description'], item['scores'])}",
+                                      markup=False, soft_wrap=True)
+                err_console.print(f"scores of {len(scored)} unit(s): {scores}", markup=False,
+                                  soft_wrap=True)
             for hint in report.hints:
                 err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
         if kind == "interrupted":

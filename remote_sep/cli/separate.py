@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from remote_payload.manifest import DTYPES, FORMATS
+from remote_payload.protocol import SCORE_NAMES
 from remote_sep.cli.common import (
     HostArg,
     HostOption,
@@ -49,8 +50,26 @@ def _print_outputs(result: dict[str, Any]) -> None:
                 out_console.print(entry[kind], markup=False, highlight=False, soft_wrap=True)
     for png in result.get("previews", []):
         out_console.print(png, markup=False, highlight=False, soft_wrap=True)
+    for entry in result["outputs"]:
+        if entry.get("scores"):
+            err_console.print(score_line(entry["description"], entry["scores"]), markup=False,
+                              soft_wrap=True)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
+
+
+def score_line(description: str | None, scores: dict[str, Any]) -> str:
+    """One summary line: the judge's four scores of one target."""
+    shown = ", ".join(f"{name} {scores[name]:.2f}" for name in SCORE_NAMES if name in scores)
+    return f"scores of '{description}': {shown}"
+
+
+ScoreOption = Annotated[bool | None, typer.Option("--score/--no-score", help=(
+    "Score each target with the SAM Audio judge (overall, recall, precision, "
+    "faithfulness): shown here, in --json and, for batch, in scores.csv."))]
+JudgeModelOption = Annotated[str | None, typer.Option("--judge-model", help=(
+    "The judge for --score: a Hub id (default facebook/sam-audio-judge) or a folder on "
+    "the host."))]
 
 
 def separate(
@@ -77,6 +96,8 @@ def separate(
         "(needs the `preview` extra: matplotlib)."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
+    score: ScoreOption = None,
+    judge_model: JudgeModelOption = None,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -102,7 +123,8 @@ def separate(
             require_matplotlib()
         opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
                                chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               steps=steps, format=fmt, force=force)
+                               steps=steps, format=fmt, force=force, score=score,
+                               judge_model=judge_model)
         requested_settings(settings_options(opts))  # bad options before the profile
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(

@@ -165,6 +165,8 @@ class Link:
 class FollowResult:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> kind -> path
     shas: dict[str, str] = field(default_factory=dict)  # local path -> sha256
+    # key -> item_done's quality fields: ``scores`` (--score), ``rerank`` (--rerank)
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
     bye: dict[str, Any] | None = None
 
 
@@ -236,6 +238,10 @@ def follow_job(link: Link, record: records.JobRecord, cursor: Cursor,
             name = event.get("event")
             if name == "item_done":
                 pull_outputs(link, record, event, notify, result)
+                quality = {k: event[k] for k in ("scores", "rerank") if event.get(k)}
+                if quality:
+                    key = records.output_key(str(event.get("item")), int(event.get("desc") or 0))
+                    result.quality[key] = quality
             elif name == "error" and first_error is None:
                 first_error = event
             elif name == "bye":

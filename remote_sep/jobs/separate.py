@@ -55,6 +55,8 @@ class SeparateOptions:
     steps: int | None = None  # solver steps (None: the model's default)
     format: str = "wav"
     force: bool = False
+    score: bool | None = None  # quality scores (--score)
+    judge_model: str | None = None
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,7 +111,8 @@ def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
 def settings_options(opts: SeparateOptions) -> SettingsOptions:
     return SettingsOptions(model=opts.model, dtype=opts.dtype, chunk_seconds=opts.chunk_seconds,
                            rerank=opts.rerank, seed=opts.seed, steps=opts.steps,
-                           format=opts.format, extra=dict(opts.extra_settings))
+                           format=opts.format, score=opts.score,
+                           judge_model=opts.judge_model, extra=dict(opts.extra_settings))
 
 
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
@@ -337,6 +340,7 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
         for kind, path in kinds.items():
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
+        entry.update(follow.quality.get(key, {}))  # scores, rerank (when asked for)
         outputs.append(entry)
     return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
             "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,

@@ -29,7 +29,7 @@ from remote_sep.hosts.profile import HostProfile
 # Settings field -> the option that sets it (to name it in messages).
 OPTION_OF = {"model": "--model", "dtype": "--dtype", "chunk_seconds": "--chunk-seconds",
              "rerank": "--rerank", "seed": "--seed", "ode_step_size": "--steps",
-             "format": "--format"}
+             "format": "--format", "score": "--score", "judge_model": "--judge-model"}
 # Profile fields that are separation defaults (hosts.yaml; command-line options win).
 PROFILE_DEFAULTS = ("model", "dtype", "chunk_seconds")
 SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
@@ -46,6 +46,8 @@ class SettingsOptions:
     seed: int | None = None
     steps: int | None = None  # solver steps: ode_step_size = 1 / steps
     format: str | None = None
+    score: bool | None = None  # quality scores by the SAM Audio judge
+    judge_model: str | None = None  # the judge: a Hub id or a folder on the host
     # Settings fields set as they are (no option of their own here, e.g. a worker timeout);
     # checked by Settings.validate().
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +80,12 @@ def requested_settings(options: SettingsOptions) -> dict[str, Any]:
         if options.format not in FORMATS:
             raise ConfigError(f"--format {options.format!r}: use one of {', '.join(FORMATS)}")
         asked["format"] = options.format
+    if options.score is not None:
+        asked["score"] = bool(options.score)
+    if options.judge_model is not None:
+        if not options.judge_model.strip():
+            raise ConfigError("--judge-model must not be empty")
+        asked["judge_model"] = options.judge_model.strip()
     unknown = sorted(set(options.extra) - SETTINGS_FIELDS)
     if unknown:
         raise ConfigError(f"unknown separation setting(s) {unknown}")
