@@ -140,8 +140,8 @@ class Engine:
             if mapped is None:
                 raise
             raise EngineError(*mapped) from exc
-        self.model = model.eval().to(device=self.device, dtype=self.dtype)
-        rankers.keep_fp32(self.model)  # bf16 scores tie: rank in fp32 whatever the dtype
+        # bf16 scores tie: the rankers stay fp32 whatever the model's dtype
+        self.model = rankers.cast(model.eval(), self.device, self.dtype)
         self.processor = processor
         extra: dict[str, Any] = {}
         if self.candidates > 1:

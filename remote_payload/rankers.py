@@ -60,8 +60,27 @@ def no_ranker_warning(model_id: str, candidates: int) -> str:
             f"cost {candidates}x the time; running with 1 candidate")
 
 
+def cast(model: Any, device: str, dtype: Any) -> Any:
+    """``model.to(device, dtype)`` with its rankers left out of the cast: they stay fp32
+    (their weights never rounded to bf16) and are wrapped to score fp32 audio."""
+    import torch
+
+    held = {}
+    for name in (TEXT, VISUAL):
+        ranker = getattr(model, name, None)
+        if ranker is not None:
+            held[name] = ranker
+            setattr(model, name, None)
+    model = model.to(device=device, dtype=dtype)
+    for name, ranker in held.items():
+        setattr(model, name, ranker.to(device=device, dtype=torch.float32))
+    keep_fp32(model)
+    return model
+
+
 def keep_fp32(model: Any) -> None:
-    """Wrap the model's rankers so they score in fp32 (call after the model's cast)."""
+    """Wrap the model's rankers so they score in fp32 (what ``cast`` does after the cast;
+    alone, after a whole-model cast, the ranker computes in fp32 on rounded weights)."""
     for name in (TEXT, VISUAL):
         ranker = getattr(model, name, None)
         if ranker is not None and not getattr(ranker, "is_fp32_wrapper", False):
