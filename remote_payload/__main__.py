@@ -1,4 +1,6 @@
-"""``python -m remote_payload run --manifest M --events E [--inbox DIR]`` (see runner.py)."""
+"""``python -m remote_payload run --manifest M --events E [--inbox DIR]`` (see runner.py);
+``python -m remote_payload prefetch --model M [--rerank] [--predict-spans] [--score]``
+(see prefetch.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--manifest", required=True, help="job manifest (JSON, see manifest.py)")
     run.add_argument("--events", required=True, help="events file (appended, one JSON per line)")
     run.add_argument("--inbox", help="batch worker: also take item files from this folder")
+    fetch = commands.add_parser("prefetch", help="download the components a run needs into "
+                                "the Hugging Face cache, with progress events on stdout")
+    from .prefetch import add_arguments  # stdlib only at import time
+
+    add_arguments(fetch)
     args = parser.parse_args(argv)
+    if args.command == "prefetch":
+        from .prefetch import run as prefetch
+
+        return prefetch(args)
     signal.signal(signal.SIGTERM, _stop)
     from .runner import run_job  # after parsing: --help needs neither numpy nor torch
 

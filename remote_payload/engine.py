@@ -155,6 +155,10 @@ class Engine:
                 "components_off": sorted(overrides), "candidates": self.candidates, **extra}
 
     def _hub_error(self, exc: Exception) -> tuple[str, str] | None:
+        from .hub_cache import describe_missing, package_problem
+
+        if isinstance(exc, ModuleNotFoundError) and package_problem(exc.name):
+            return "not_provisioned", package_problem(exc.name)
         try:
             from huggingface_hub.utils import (
                 GatedRepoError,
@@ -180,6 +184,10 @@ class Engine:
         cause = exc if isinstance(exc, LocalEntryNotFoundError) else exc.__cause__
         if isinstance(cause, LocalEntryNotFoundError):
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            missing = describe_missing(self.settings)  # named from the cache, not guessed
+            if missing:
+                return "not_provisioned", (f"the Hub could not be reached ({first}) and this "
+                                           f"host's Hugging Face cache lacks {missing}")
             return "not_provisioned", (f"{self.model_id} needs files that are not in this "
                                        "host's Hugging Face cache (its weights, or the text "
                                        "encoder they load from the Hub) and the Hub could not "

@@ -66,8 +66,10 @@ class Settings:
     dtype: str = "auto"  # auto: bf16 where supported, else fp16; fp32 on CPU
     device: str = "auto"  # auto | cuda | cpu
     require_gpu: bool = False  # fail with no_gpu instead of falling back to CPU
-    chunk_seconds: float = 10.0
-    overlap_seconds: float = 2.0
+    # 30 s chunks sharing 3 s: what wrappers use (25-30 s, 2-5 s), and 10 s crops return
+    # noise for absent sources (upstream #94); the reasons are in docs/settings.md.
+    chunk_seconds: float = 30.0
+    overlap_seconds: float = 3.0
     min_chunk_seconds: float = 2.5  # OOM back-off floor
     batch_size: int = 0  # chunks per separate() call; 0 = choose from free VRAM
     rerank: int = 1  # reranking_candidates

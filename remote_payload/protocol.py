@@ -36,6 +36,12 @@ BYE = "bye"  # ok, items_done, items_failed, exit_code, (retired: "idle")
 # The judge's scores of a target (item_done ``scores``), in the order they are shown.
 SCORE_NAMES = ("overall", "recall", "precision", "faithfulness")
 EVENT_NAMES = (HELLO, LOAD, ITEM_START, CHUNK, ITEM_DONE, WARNING, ERROR, BYE)
+# `python -m remote_payload prefetch` (prefetch.py), then error/bye as above:
+PREFETCH_PLAN = "prefetch_plan"  # cache, free_bytes, total_bytes, missing_bytes, backend,
+#   components[{name, where, files, bytes, missing_bytes, partial_bytes}], skipped[...]
+DOWNLOAD = "download"  # component, done, total (bytes still to get), rate_bps
+DOWNLOADED = "downloaded"  # component, where, bytes, seconds, resumed, rate_bps
+PREFETCH_EVENTS = (PREFETCH_PLAN, DOWNLOAD, DOWNLOADED)
 
 # Batch workers (runner.py --inbox): the laptop keeps ``<job dir>/heartbeat`` fresh (its mtime)
 # every HEARTBEAT_S seconds while it follows the worker's events; a worker whose heartbeat

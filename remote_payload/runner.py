@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from . import audio_io
 from .engine import Engine, EngineError, OutOfMemory
+from .hub_cache import preflight
 from .judge import Scorer
 from .manifest import Item, Manifest, ManifestError, Settings, item_from_json
 from .protocol import (
@@ -101,11 +102,15 @@ class Runner:
 
     # -- job ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Pick the device (``no_gpu`` fails here, before any work) and say hello."""
+        """Pick the device (``no_gpu`` fails here, before any work), say hello, and check
+        the components this job loads can be had (hub_cache.preflight)."""
         self.engine = Engine(self.settings, warn=self.warning)
         self.scorer = Scorer(self.settings, self.engine.device)
         self.events.emit(HELLO, payload_version=PAYLOAD_VERSION, pid=os.getpid(),
                          python=sys.version.split()[0], **self.engine.describe())
+        problem = preflight(self.settings, cwd=self.base)  # before the first item, not at load
+        if problem:
+            raise EngineError(*problem)
 
     def ensure_loaded(self) -> None:
         assert self.engine is not None

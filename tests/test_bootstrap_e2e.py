@@ -229,6 +229,16 @@ def test_prefetch_on_a_provisioned_host_only_downloads(world: World):
     assert (encoder / "config.json").read_bytes() == FILES["config.json"]
     assert not (encoder / "checkpoint.pt").exists()
     assert_no_token_leak(world, run.stdout, run.stderr, argv=argv)
+    # the human view: sizes, what is cached, progress; --score adds the judge
+    run = world.cli("--cpu", "--prefetch", "--score")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "model facebook/sam-audio-large (facebook/sam-audio-large): " in run.stderr
+    assert "cached" in run.stderr and "free in" in run.stderr
+    assert "done: judge (quality scores) facebook/sam-audio-judge" in run.stderr, run.stderr
+    judge = world.hf_home / "hub" / "models--facebook--sam-audio-judge"
+    assert (judge / "refs" / "sam_audio").exists()
+    refused = world.cli("--score")  # a prefetch choice without --prefetch
+    assert refused.returncode == 4 and "--prefetch" in refused.stderr
 
 
 def test_ensure_provisioned_and_a_changed_plan_reruns_only_what_changed(world: World):

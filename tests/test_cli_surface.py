@@ -129,3 +129,33 @@ def test_shell_completion_offers_hosts_and_job_ids(tmp_path):
     assert complete("remote-sep batch --hosts gpu1,g") == ["gpu1,gpu2"]
     assert complete("remote-sep attach 2026") == ["20261201-aaaa"]
     assert complete("remote-sep clean ") == ["gpu1", "gpu2", "labbox", "local"]
+
+
+def test_every_settings_field_is_an_option_of_separate_and_batch():
+    """Every field the payload's Settings has is reachable from both commands (and is a
+    hosts.yaml field): a new Settings field without its setting_table row fails here."""
+    from dataclasses import fields
+
+    from typer.main import get_command
+
+    from remote_payload.manifest import Settings
+    from remote_sep.cli.main import app
+    from remote_sep.profiles.fields import FIELDS
+    from remote_sep.setting_table import NOT_OPTIONS, ROW_OF_FIELD
+
+    commands = get_command(app).commands
+    options = {name: {opt for param in commands[name].params for opt in param.opts}
+               for name in ("separate", "batch")}
+    for spec in fields(Settings):
+        if spec.name in NOT_OPTIONS:
+            continue
+        row = ROW_OF_FIELD.get(spec.name)
+        assert row is not None, f"Settings.{spec.name} has no setting_table row"
+        for command, opts in options.items():
+            assert row.option in opts, f"{command} lacks {row.option} ({spec.name})"
+        assert row.name in FIELDS, f"hosts.yaml lacks {row.name} ({spec.name})"
+    assert "--worker-idle-timeout" in options["batch"] and "worker_idle_timeout" in FIELDS
+    assert "--quality" in options["separate"] and "--quality" in options["batch"]
+    run = cli("separate", "--help")
+    for option in ("--bit-depth", "--sample-rate", "--solver", "--overlap", "--quality"):
+        assert option in run.stdout, option

@@ -118,7 +118,9 @@ def test_payload_hash_changes_with_content(tmp_path, monkeypatch):
     for path in payload_sync.payload_files():
         copy.joinpath(path.name).write_bytes(path.read_bytes())
     copy.joinpath("protocol.py").write_text("# changed\n")
-    monkeypatch.setattr(payload_sync, "PAYLOAD_DIR", copy)
+    from remote_sep.provision import payload_code  # where payload_sync's code lives
+
+    monkeypatch.setattr(payload_code, "PAYLOAD_DIR", copy)
     payload_sync.payload_hash.cache_clear()
     try:
         assert payload_sync.payload_hash() != before

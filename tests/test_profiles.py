@@ -50,7 +50,7 @@ hosts:
     known_hosts: [/tmp/kh1, /tmp/kh2]
     connect_timeout: 4
     model: large
-    dtype: bfloat16
+    dtype: bf16
     chunk_seconds: 20
     path_prepend: /opt/bin
     hf_home: /data/hf

@@ -86,7 +86,7 @@ def test_manifest_round_trip():
 @pytest.mark.parametrize(
     "patch, field",
     [({"dtype": "int8"}, "settings.dtype"), ({"format": "mp3"}, "settings.format"),
-     ({"overlap_seconds": 20}, "overlap_seconds"), ({"rerank": 0}, "rerank"),
+     ({"overlap_seconds": 30}, "overlap_seconds"), ({"rerank": 0}, "rerank"),
      ({"colour": "red"}, "unknown field")],
 )
 def test_manifest_errors_name_the_field(patch, field):

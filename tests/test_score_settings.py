@@ -11,17 +11,17 @@ from remote_payload.judge import windows
 from remote_payload.manifest import ManifestError, Settings
 from remote_sep.batch.scores import scores_csv
 from remote_sep.errors import ConfigError
-from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.settings import build_settings, requested_settings
 
 
 def test_score_options_become_settings():
-    asked = requested_settings(SettingsOptions(score=True, judge_model=" /data/judge "))
+    asked = requested_settings({"score": True, "judge_model": " /data/judge "})
     assert asked == {"score": True, "judge_model": "/data/judge"}
     built = build_settings(None, asked)
     assert (built.score, built.judge_model) == (True, "/data/judge")
     assert build_settings(None, {}).judge_model == "facebook/sam-audio-judge"
     with pytest.raises(ConfigError, match="--judge-model"):
-        requested_settings(SettingsOptions(judge_model="  "))
+        requested_settings({"judge_model": "  "})
     with pytest.raises(ManifestError, match="settings.score"):
         Settings(score="yes").validate()
 

@@ -319,7 +319,7 @@ def test_ctrl_c_detaches_and_attach_finishes(ssh_server, tmp_path):
 
     profile = get_profile("gpu", hosts)
     with pytest.raises(Interrupted) as err:
-        run_separate(audio, profile, SeparateOptions(["whistle"], chunk_seconds=1),
+        run_separate(audio, profile, SeparateOptions(["whistle"], settings={"chunk_seconds": 1}),
                      press_ctrl_c_on_first_chunk)
     assert err.value.exit_code == 130
     job_id = err.value.hint.split()[2]

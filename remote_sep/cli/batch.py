@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from remote_payload.manifest import DTYPES, FORMATS
 from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
@@ -24,10 +23,11 @@ from remote_sep.cli.common import (
     run_command,
     terminal_owner,
 )
-from remote_sep.cli.separate import JudgeModelOption, ScoreOption, score_line
+from remote_sep.cli.separate import score_line
+from remote_sep.cli.setting_options import setting_options
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
-from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.settings import build_settings, requested_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +40,7 @@ def complete_host_list(incomplete: str) -> list[str]:
     return host_list(incomplete)
 
 
+@setting_options("batch")
 def batch(
     inputs: Annotated[list[str] | None, typer.Argument(
         help="Audio files, folders (searched recursively) or glob patterns.")] = None,
@@ -56,36 +57,22 @@ def batch(
     ] = DEFAULT_TEMPLATE,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="YAML: items: [{input: FILE|DIR|GLOB, descriptions: [...]}]")] = None,
-    model: Annotated[str | None, typer.Option("--model", help=(
-        "small | base | large (+ -tv), a Hub id or a local dir on the hosts."))] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", help=f"One of {', '.join(DTYPES)}.")
-                     ] = None,
-    chunk_seconds: Annotated[float | None, typer.Option(
-        "--chunk-seconds", help="Chunk length in seconds.")] = None,
-    rerank: Annotated[int | None, typer.Option(
-        "--rerank", help="Reranking candidates (1 = off).")] = None,
-    seed: Annotated[int | None, typer.Option(
-        "--seed", help="Random seed (same seed, same output).")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help=(
-        "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
     worker_idle_timeout: Annotated[float | None, typer.Option(
         "--worker-idle-timeout", min=0, metavar="SECONDS",
         help="A host's worker exits once the laptop has been gone this long "
              "(default: the host's worker_idle_timeout, else 900; 0: never).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write a <name>_preview.png per unit: spectrograms of input, target and "
         "residual (needs the `preview` extra: matplotlib)."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap hosts that are not provisioned without asking."))] = False,
-    score: ScoreOption = None,
-    judge_model: JudgeModelOption = None,
     hosts_file: Annotated[Path | None, typer.Option(
         "--hosts-file", envvar="REMOTE_SEP_HOSTS",
         help="hosts.yaml to use (default: the user config dir's remote-sep/hosts.yaml).")
     ] = None,
     as_json: JsonOption = False,
+    settings: dict[str, Any] | None = None,  # the setting options given (setting_options)
 ) -> None:
     """Separate many files with many descriptions on a fleet of hosts.
 
@@ -103,18 +90,23 @@ def batch(
             require_matplotlib()
         # The same builder as `separate`: every option checked before anything runs; the
         # fields given are the resume fingerprint's settings, each host adds its defaults.
-        settings = requested_settings(SettingsOptions(
-            model=model, dtype=dtype, chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-            steps=steps, format=fmt, score=score, judge_model=judge_model))
-        extension = build_settings(None, settings).extension
-        plan = plan_batch(list(inputs or []), list(desc or []), out_dir,
-                          template=name_template, extension=extension, manifest=manifest)
+        requested = requested_settings(settings or {})
+
+        def planned(requested: dict[str, Any]):
+            return plan_batch(list(inputs or []), list(desc or []), out_dir,
+                              template=name_template, manifest=manifest,
+                              extension=build_settings(None, requested).extension)
+
+        plan = planned(requested)
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
         if not names:
             raise ConfigError("--hosts needs at least one host name")
         fleet = [profiles.get_profile(name, hosts_file) for name in names]
-        for profile in fleet:  # a bad hosts.yaml default fails here, not on the host
-            build_settings(profile, settings)
+        # a bad hosts.yaml default fails here, not on the host
+        built = {profile.name: build_settings(profile, requested) for profile in fleet}
+        agreed = _one_format(requested, built)
+        if agreed != requested:  # the hosts' own format: names with its extension
+            requested, plan = agreed, planned(agreed)
         from remote_sep.batch.host_worker import WorkerOptions
         from remote_sep.cli.ready import ready_options
         from remote_sep.ssh.host import connect  # the SSH stack only when a batch really runs
@@ -126,14 +118,16 @@ def batch(
                     err_console.print(f"{host}: {line}", markup=False, highlight=False,
                                       soft_wrap=True)
 
-            ready = ready_options(yes=yes, pause=view.paused, say=say, model=model)
-            report = run_batch(plan, fleet, settings, connect=connect, force=force,
+            ready = ready_options(yes=yes, pause=view.paused, say=say,
+                                  model=(settings or {}).get("model"))
+            report = run_batch(plan, fleet, requested, connect=connect, force=force,
                                on_tick=view.tick,
                                options=WorkerOptions(ready=ready,
                                                      idle_timeout=worker_idle_timeout))
         if preview:
             _previews(report)
-        scores = write_scores(plan.out_dir, report.items) if settings.get("score") else None
+        scored = any(s.score for s in built.values())  # --score, or a host's default
+        scores = write_scores(plan.out_dir, report.items) if scored else None
         _finish(report, as_json, command_line, scores)
         if not as_json:
             for profile in fleet:
@@ -141,6 +135,19 @@ def batch(
         return None
 
     run_command("batch", as_json, action)
+
+
+def _one_format(requested: dict[str, Any], built: dict[str, Any]) -> dict[str, Any]:
+    """The outputs are named before any host takes a unit: every host must write one format
+    (hosts.yaml `format:` may differ per host); it joins the requested fields."""
+    formats = {name: settings.format for name, settings in built.items()}
+    if len(set(formats.values())) > 1:
+        listed = ", ".join(f"{name}: {fmt}" for name, fmt in formats.items())
+        raise ConfigError(f"the hosts' hosts.yaml defaults write different formats ({listed})",
+                          hint="pick one with --format")
+    if "format" in requested or not formats:
+        return requested
+    return {**requested, "format": next(iter(formats.values()))}
 
 
 def _previews(report: BatchReport) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -46,7 +47,15 @@ def bootstrap(
     cpu: Annotated[bool, typer.Option(
         "--cpu", help="No NVIDIA GPU: install CPU wheels (separation is very slow).")] = False,
     prefetch: Annotated[bool, typer.Option(
-        "--prefetch", help="Also download the weights into the host's HF cache.")] = False,
+        "--prefetch", help="Also download every component the host's default settings load "
+        "(model, text encoder, and what hosts.yaml turns on) into its HF cache; free disk "
+        "is checked first, an interrupted download resumes.")] = False,
+    rerank: Annotated[bool, typer.Option(
+        "--rerank", help="With --prefetch: also the rankers --rerank N loads.")] = False,
+    predict_spans: Annotated[bool, typer.Option(
+        "--predict-spans", help="With --prefetch: also the span predictor.")] = False,
+    score: Annotated[bool, typer.Option(
+        "--score", help="With --prefetch: also the judge that --score loads.")] = False,
     yes: YesOption = False,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
@@ -56,23 +65,35 @@ def bootstrap(
     Rerun-safe: a provisioned host is recognised in one round trip, an interrupted bootstrap
     resumes where it stopped.
     """
+    extras = {"rerank": rerank, "predict_spans": predict_spans, "score": score}
     run_command("bootstrap", as_json, lambda: _core(name, dry_run, model, cpu, prefetch, yes,
-                                                    hosts, as_json))
+                                                    hosts, as_json, extras))
 
 
 def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool, yes: bool,
-          hosts: Path | None, as_json: bool) -> dict[str, Any]:
+          hosts: Path | None, as_json: bool, extras: dict[str, bool]) -> dict[str, Any]:
     from remote_sep import profiles
+    from remote_sep.errors import ConfigError
+    from remote_sep.jobs.settings import build_settings
     from remote_sep.provision.apply import bootstrap as run_bootstrap
+    from remote_sep.provision.prefetch import wants_for
     from remote_sep.ssh.host import connect
 
+    if any(extras.values()) and not prefetch:
+        flags = " ".join("--" + k.replace("_", "-") for k, on in extras.items() if on)
+        raise ConfigError(f"{flags} only choose what --prefetch downloads",
+                          hint=f"run `remote-sep bootstrap {name} --prefetch {flags}`")
     profile = profiles.get_profile(name, hosts)
+    # what the host's jobs run with by default (hosts.yaml, its quality preset): one builder
+    wants = wants_for(build_settings(profile, {}), **extras)
     log = log_path(name)
     log.parent.mkdir(parents=True, exist_ok=True)
 
+    shown = ProgressThrottle()
+
     def report(event: dict[str, Any]) -> None:
         log_event(log, event)
-        if not as_json or dry_run:
+        if (not as_json or dry_run) and shown.wants(event):
             for line in render(event):
                 err_console.print(line, markup=False, soft_wrap=True)
 
@@ -84,7 +105,7 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
 
     with connect(profile) as host:
         result = run_bootstrap(host, profile, model=model, cpu=cpu or profile.cpu,
-                               prefetch=prefetch,
+                               prefetch=prefetch, wants=wants,
                                dry_run=dry_run, token_source=local_token_source,
                                token_origin=token_origin,
                                report=report,
@@ -153,4 +174,54 @@ def render(event: dict[str, Any]) -> list[str]:
         return [f"bootstrapping {event['host']}" + (" (CPU wheels)" if event.get("cpu") else "")]
     if kind == "up_to_date":
         return ["stamp matches the plan: already provisioned"]
+    return render_prefetch(event)
+
+
+class ProgressThrottle:
+    """One progress line per component every PROGRESS_LINE_S (the log keeps every event):
+    the host reports about twice a second, which would scroll minutes of lines."""
+
+    PROGRESS_LINE_S = 5.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last: dict[str, float] = {}
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        if event.get("event") != "prefetch_download":
+            return True
+        now, name = self.clock(), str(event.get("component"))
+        if now - self.last.get(name, -self.PROGRESS_LINE_S) < self.PROGRESS_LINE_S:
+            return False
+        self.last[name] = now
+        return True
+
+
+def render_prefetch(event: dict[str, Any]) -> list[str]:
+    """Lines for the prefetch's plan, progress and results (events from the host)."""
+    kind = event.get("event")
+    if kind == "prefetch_plan":
+        lines = [f"   {c['name']} ({c['where']}): {_size(c['bytes'])}, "
+                 + ("cached" if not c["missing_bytes"] else f"{_size(c['missing_bytes'])} to get")
+                 for c in event.get("components", [])]
+        lines.append(f"   {_size(event['missing_bytes'])} to download, "
+                     f"{_size(event['free_bytes'])} free in {event['cache']} "
+                     f"(transfer: {event.get('backend')})")
+        return lines
+    if kind == "prefetch_download":
+        total = event.get("total") or 0
+        share = f" ({100 * event['done'] / total:.0f}%)" if total else ""
+        return [f"   {event['component']}: {_size(event['done'])} of {_size(total)}{share} "
+                f"at {_size(event.get('rate_bps') or 0)}/s"]
+    if kind == "prefetch_downloaded":
+        resumed = ", resumed" if event.get("resumed") else ""
+        return [f"   done: {event['component']}: {_size(event['bytes'])} in "
+                f"{event['seconds']:.1f} s{resumed}"]
     return []
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"

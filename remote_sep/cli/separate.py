@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from remote_payload.manifest import DTYPES, FORMATS
 from remote_payload.protocol import SCORE_NAMES
 from remote_sep.cli.common import (
     HostArg,
@@ -24,6 +23,7 @@ from remote_sep.cli.common import (
     run_command,
     terminal_owner,
 )
+from remote_sep.cli.setting_options import setting_options
 
 
 def _profile(name: str, hosts: Path | None):
@@ -64,14 +64,7 @@ def score_line(description: str | None, scores: dict[str, Any]) -> str:
     return f"scores of '{description}': {shown}"
 
 
-ScoreOption = Annotated[bool | None, typer.Option("--score/--no-score", help=(
-    "Score each target with the SAM Audio judge (overall, recall, precision, "
-    "faithfulness): shown here, in --json and, for batch, in scores.csv."))]
-JudgeModelOption = Annotated[str | None, typer.Option("--judge-model", help=(
-    "The judge for --score: a Hub id (default facebook/sam-audio-judge) or a folder on "
-    "the host."))]
-
-
+@setting_options("separate")
 def separate(
     audio: Annotated[Path, typer.Argument(help="The audio file to separate.")],
     desc: Annotated[list[str], typer.Option("--desc", "-d", help=(
@@ -81,25 +74,15 @@ def separate(
         "Output prefix: writes PREFIX_target.EXT and PREFIX_residual.EXT (default: "
         "<input stem>_<description> next to the input). DIR/ or an existing folder: "
         "DIR/<input stem>_<description>."))] = None,
-    model: Annotated[str | None, typer.Option(help=(
-        "small | base | large (+ -tv), a Hub id or a local dir on the host."))] = None,
-    dtype: Annotated[str | None, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = None,
-    chunk_seconds: Annotated[float | None, typer.Option(help="Chunk length in seconds.")] = None,
-    rerank: Annotated[int, typer.Option(help="Reranking candidates (1 = off).")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same output).")] = 0,
-    steps: Annotated[int | None, typer.Option(help=(
-        "Solver steps (default 16, the model's): fewer is faster, with less detail."))] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "wav",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write PREFIX_preview.png: spectrograms of input, target and residual "
         "(needs the `preview` extra: matplotlib)."))] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
-    score: ScoreOption = None,
-    judge_model: JudgeModelOption = None,
     hosts: HostsOption = None,
     as_json: JsonOption = False,
+    settings: dict[str, Any] | None = None,  # the setting options given (setting_options)
 ) -> None:
     """Separate the described sources out of AUDIO on a host; pull target and residual.
 
@@ -108,12 +91,7 @@ def separate(
     it up).
     """
     from remote_sep.cli.ready import ready_options
-    from remote_sep.jobs.separate import (
-        SeparateOptions,
-        check_inputs,
-        run_separate,
-        settings_options,
-    )
+    from remote_sep.jobs.separate import SeparateOptions, check_inputs, run_separate
     from remote_sep.jobs.settings import requested_settings
 
     def action() -> dict[str, Any]:
@@ -121,11 +99,9 @@ def separate(
         if preview:
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
-        opts = SeparateOptions(descriptions=desc, out=out, model=model, dtype=dtype,
-                               chunk_seconds=chunk_seconds, rerank=rerank, seed=seed,
-                               steps=steps, format=fmt, force=force, score=score,
-                               judge_model=judge_model)
-        requested_settings(settings_options(opts))  # bad options before the profile
+        opts = SeparateOptions(descriptions=desc, out=out, force=force,
+                               settings=dict(settings or {}))
+        requested_settings(opts.settings)  # bad options before the profile
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,

@@ -7,6 +7,7 @@ provision/ and jobs/ read the optional fields. Plain data, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 LOCAL_HOST = "local"  # the built-in host: runs the payload on this machine, no SSH
 
@@ -32,6 +33,10 @@ class HostProfile:
     dtype: str | None = None
     chunk_seconds: float | None = None
     worker_idle_timeout: float | None = None  # batch workers exit once orphaned this long
+    # Every other separation default (remote_sep/setting_table.py rows: hosts.yaml field ->
+    # value as written, checked) and the line each was written on, for messages.
+    setting_defaults: dict[str, Any] = field(default_factory=dict)
+    setting_lines: dict[str, int] = field(default_factory=dict)
     # Remote environment additions (not secrets): PATH entries put first, HF_HOME.
     path_prepend: list[str] = field(default_factory=list)
     hf_home: str | None = None

@@ -175,6 +175,10 @@ def error_from_event(event: dict[str, Any], host: str) -> RemoteSepError:
     where = f" ({event['item']}/d{event['desc']})" if event.get("item") is not None \
         and event.get("desc") is not None else ""
     hint = ERROR_HINTS.get(kind, "").replace("HOST", host) or None
+    # the payload cannot know the host's name: its commands say HOST
+    message = str(event.get("message", "")).replace("remote-sep bootstrap HOST",
+                                                    f"remote-sep bootstrap {host}")
+    event = {**event, "message": message}
     if kind == "disk_full":  # what did not fit is in the payload's message
         return RemoteSepError(f"no space left on {host}{where}: {event.get('message', '')}",
                               kind=kind, hint=clean_hint(host))

@@ -38,7 +38,7 @@ from remote_sep.jobs.layout import (
     start_and_poll,
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
-from remote_sep.jobs.settings import SettingsOptions, build_settings, requested_settings
+from remote_sep.jobs.settings import build_settings, requested_settings
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 from remote_sep.provision.ready import RemoteReady
 
@@ -47,17 +47,9 @@ from remote_sep.provision.ready import RemoteReady
 class SeparateOptions:
     descriptions: list[str]
     out: str | None = None
-    model: str | None = None
-    dtype: str | None = None
-    chunk_seconds: float | None = None
-    rerank: int = 1
-    seed: int = 0
-    steps: int | None = None  # solver steps (None: the model's default)
-    format: str = "wav"
     force: bool = False
-    score: bool | None = None  # quality scores (--score)
-    judge_model: str | None = None
-    extra_settings: dict[str, Any] = field(default_factory=dict)
+    # The setting options given: setting_table row name -> value (e.g. {"steps": 8}).
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -108,18 +100,11 @@ def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
     return cleaned
 
 
-def settings_options(opts: SeparateOptions) -> SettingsOptions:
-    return SettingsOptions(model=opts.model, dtype=opts.dtype, chunk_seconds=opts.chunk_seconds,
-                           rerank=opts.rerank, seed=opts.seed, steps=opts.steps,
-                           format=opts.format, score=opts.score,
-                           judge_model=opts.judge_model, extra=dict(opts.extra_settings))
-
-
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions)
-    settings = build_settings(profile, requested_settings(settings_options(opts)))
+    settings = build_settings(profile, requested_settings(opts.settings))
     prefixes = local_prefixes(audio, descriptions, opts.out)
     if len(set(prefixes)) != len(prefixes):
         raise ConfigError("two descriptions give the same output name; use distinct --desc")
@@ -153,7 +138,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     record = None
     try:
         ready = _ready_host(link, profile, (cache_name, audio.stat().st_size),
-                            provision or ReadyOptions(), opts.model)
+                            provision or ReadyOptions(), opts.settings.get("model"))
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
@@ -340,7 +325,6 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
         for kind, path in kinds.items():
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
-        entry.update(follow.quality.get(key, {}))  # scores, rerank (when asked for)
         outputs.append(entry)
     return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
             "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,

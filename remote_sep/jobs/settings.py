@@ -1,140 +1,150 @@
-"""The one settings builder of `separate` and `batch`: command-line options and the host
-profile's defaults -> the payload's ``Settings``, checked on the laptop before anything is
-uploaded (ConfigError, exit 4, naming the option or the hosts.yaml field at fault).
+"""The one settings builder of `separate`, `batch` and `split`: command-line options and the
+host profile's defaults -> the payload's ``Settings``, checked on the laptop before anything
+is uploaded (ConfigError, exit 4, naming the option or the hosts.yaml field at fault).
 
-Pure: no I/O. Two steps, so that batch can check once and resolve per host:
-- ``requested_settings(options)``: what the user asked for, each option checked, as the
-  Settings fields it sets (only the given ones: batch's resume fingerprint is this dict);
+Which settings exist, their checks and their presets: remote_sep/setting_table.py (one row
+each). Pure: no I/O. Two steps, so that batch can check once and resolve per host:
+- ``requested_settings(given)``: what the user asked for (row name -> value as given, None:
+  not given), each option checked, as the Settings fields it sets (only the given ones:
+  batch's resume fingerprint is this dict);
 - ``build_settings(profile, requested)``: the profile's defaults under it, the fields that
   follow from others (subtype from format, overlap from chunk), ``Settings.validate()``.
+
+Precedence, highest first: options given, the --quality preset, the host's hosts.yaml fields,
+its hosts.yaml ``quality:`` preset, the payload's defaults. An overlap that nobody gave (the
+default's or a preset's) is at most a quarter of the chunk it ends up with.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from remote_payload.manifest import (
-    DTYPES,
-    FORMATS,
-    ManifestError,
-    Settings,
-    resolve_model,
-)
+from remote_payload.manifest import FORMATS, ManifestError, Settings
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.profile import HostProfile
+from remote_sep.setting_table import (
+    QUALITY_PRESETS,
+    ROW_BY_NAME,
+    ROW_OF_FIELD,
+    SETTINGS_FIELDS,
+    SettingRow,
+    shown,
+)
 
-# Settings field -> the option that sets it (to name it in messages).
-OPTION_OF = {"model": "--model", "dtype": "--dtype", "chunk_seconds": "--chunk-seconds",
-             "rerank": "--rerank", "seed": "--seed", "ode_step_size": "--steps",
-             "format": "--format", "score": "--score", "judge_model": "--judge-model"}
-# Profile fields that are separation defaults (hosts.yaml; command-line options win).
-PROFILE_DEFAULTS = ("model", "dtype", "chunk_seconds")
-SETTINGS_FIELDS = frozenset(f.name for f in fields(Settings))
+# A quarter chunk at most, so that any valid chunk length is a valid job (a fixed overlap
+# alone would reject chunks shorter than it).
+MAX_OVERLAP_SHARE = 0.25
+# HostProfile attributes that predate the table (also set directly by code and tests).
+PROFILE_ATTRIBUTES = ("model", "dtype", "chunk_seconds")
 
 
 @dataclass
-class SettingsOptions:
-    """The separation options of a command line; None: not given."""
+class _Layer:
+    """The Settings fields one source sets, where each came from, and which were only a
+    preset's (an overlap nobody gave is capped to the chunk)."""
 
-    model: str | None = None
-    dtype: str | None = None
-    chunk_seconds: float | None = None
-    rerank: int | None = None
-    seed: int | None = None
-    steps: int | None = None  # solver steps: ode_step_size = 1 / steps
-    format: str | None = None
-    score: bool | None = None  # quality scores by the SAM Audio judge
-    judge_model: str | None = None  # the judge: a Hub id or a folder on the host
-    # Settings fields set as they are (no option of their own here, e.g. a worker timeout);
-    # checked by Settings.validate().
-    extra: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    from_preset: set[str] = field(default_factory=set)
 
 
-def requested_settings(options: SettingsOptions) -> dict[str, Any]:
-    """The Settings fields the options set, each option checked (ConfigError names it)."""
-    asked: dict[str, Any] = {}
-    if options.model is not None:
-        if not options.model.strip():
-            raise ConfigError("--model must not be empty")
-        asked["model"] = resolve_model(options.model.strip())
-    if options.dtype is not None:
-        if options.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {options.dtype!r}: use one of {', '.join(DTYPES)}")
-        asked["dtype"] = options.dtype
-    if options.chunk_seconds is not None:
-        asked["chunk_seconds"] = _seconds("--chunk-seconds", options.chunk_seconds)
-    if options.rerank is not None:
-        if options.rerank < 1:
-            raise ConfigError(f"--rerank {options.rerank}: must be >= 1 (1 = off)")
-        asked["rerank"] = options.rerank
-    if options.seed is not None:
-        asked["seed"] = options.seed
-    if options.steps is not None:
-        if options.steps < 1:
-            raise ConfigError(f"--steps {options.steps}: must be >= 1")
-        asked["ode_step_size"] = 1.0 / options.steps
-    if options.format is not None:
-        if options.format not in FORMATS:
-            raise ConfigError(f"--format {options.format!r}: use one of {', '.join(FORMATS)}")
-        asked["format"] = options.format
-    if options.score is not None:
-        asked["score"] = bool(options.score)
-    if options.judge_model is not None:
-        if not options.judge_model.strip():
-            raise ConfigError("--judge-model must not be empty")
-        asked["judge_model"] = options.judge_model.strip()
-    unknown = sorted(set(options.extra) - SETTINGS_FIELDS)
-    if unknown:
-        raise ConfigError(f"unknown separation setting(s) {unknown}")
-    asked.update(options.extra)
-    return asked
+def requested_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The Settings fields the options given set, each option checked (ConfigError names
+    it); the --quality preset's fields under the options given beside it."""
+    layer = _layer({k: v for k, v in given.items() if v is not None},
+                   lambda row: row.option)
+    if "overlap_seconds" in layer.from_preset and "chunk_seconds" not in layer.from_preset:
+        _cap_overlap(layer.values)  # the preset's overlap, a chunk given beside it
+    return layer.values
 
 
 def build_settings(profile: HostProfile | None, requested: dict[str, Any]) -> Settings:
     """The job's Settings on PROFILE's host (None: no profile defaults), validated."""
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}  # field -> where its value came from, for the message
-    for name in PROFILE_DEFAULTS:
-        value = getattr(profile, name, None) if profile is not None else None
-        if value is not None:
-            values[name] = resolve_model(value) if name == "model" else value
-            origin[name] = _profile_field(profile, name)
-    values.update(requested)
-    origin.update({name: OPTION_OF.get(name, name) for name in requested})
-    if "chunk_seconds" in origin and "chunk_seconds" not in requested:
-        _seconds(origin["chunk_seconds"], values["chunk_seconds"])  # NaN/inf from YAML
-    defaults = Settings()
-    fmt = values.get("format", defaults.format)
+    below = _layer(profile_given(profile), lambda row: _profile_field(profile, row.name))
+    unknown = sorted(set(requested) - SETTINGS_FIELDS)  # code may pass any Settings field
+    if unknown:
+        raise ConfigError(f"unknown separation setting(s) {unknown}")
+    values = {**below.values, **requested}
+    origin = {**below.origin, **{name: ROW_OF_FIELD[name].option if name in ROW_OF_FIELD
+                                 else f"settings.{name}" for name in requested}}
+    if "overlap_seconds" not in values:
+        values["overlap_seconds"] = Settings.overlap_seconds  # the default: capped below
+    if "overlap_seconds" not in requested and ("overlap_seconds" not in below.values
+                                               or "overlap_seconds" in below.from_preset):
+        _cap_overlap(values)
+    fmt = values.get("format", Settings.format)
     if "subtype" not in values and fmt in FORMATS:
         values["subtype"] = FORMATS[fmt][1]
+    if fmt == "flac" and values.get("subtype") == "FLOAT":  # before the payload's own words
+        where = origin.get("subtype", "--bit-depth")
+        raise ConfigError(f"{where} 32f: flac has no float samples; use 16 or 24, or wav "
+                          f"(format from {origin.get('format', 'the default')})")
     try:
-        if "overlap_seconds" not in values:
-            # A quarter chunk at most, so that any valid chunk length is a valid job (the
-            # default 2 s overlap alone would reject chunks of 2 s or less).
-            chunk = values.get("chunk_seconds", defaults.chunk_seconds)
-            values["overlap_seconds"] = min(defaults.overlap_seconds, chunk / 4)
         settings = Settings(**values)
         settings.validate()
-    except TypeError as exc:  # a pass-through value of the wrong type
+    except TypeError as exc:  # a value of the wrong type passed in by code
         raise ConfigError(f"separation settings: {exc}") from None
     except ManifestError as exc:
         raise _named(exc, origin) from None
     return settings
 
 
-def _seconds(option: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not (math.isfinite(value) and value > 0):
-        shown = f"{value:g}" if isinstance(value, float) else repr(value)
-        raise ConfigError(f"{option} {shown}: must be a number of seconds > 0")
-    return float(value)
+def profile_given(profile: HostProfile | None) -> dict[str, Any]:
+    """The setting rows PROFILE's hosts.yaml entry gives (row name -> value as written)."""
+    if profile is None:
+        return {}
+    given = dict(profile.setting_defaults)
+    for name in PROFILE_ATTRIBUTES:
+        if getattr(profile, name, None) is not None:
+            given.setdefault(name, getattr(profile, name))
+    return given
 
 
-def _profile_field(profile: HostProfile, name: str) -> str:
-    where = f"{profile.source_file}:{profile.source_line}" if profile.source_file else "hosts.yaml"
+def _layer(given: Mapping[str, Any], where: Callable[[SettingRow], str]) -> _Layer:
+    """One source's rows as Settings fields: its preset first, its other rows over it."""
+    unknown = sorted(set(given) - set(ROW_BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown separation setting(s) {unknown}")
+    layer = _Layer()
+    if "quality" in given:
+        quality = ROW_BY_NAME["quality"]
+        preset = _checked(quality, given["quality"], where)
+        for name, value in QUALITY_PRESETS[preset].items():
+            row = ROW_BY_NAME[name]
+            layer.values[row.field] = row.check(value)
+            layer.origin[row.field] = f"{where(quality)} {preset} (sets {row.option})"
+            layer.from_preset.add(row.field)
+    for name, value in given.items():
+        row = ROW_BY_NAME[name]
+        if row.field is None:
+            continue
+        layer.values[row.field] = _checked(row, value, where)
+        layer.origin[row.field] = where(row)
+        layer.from_preset.discard(row.field)
+    return layer
+
+
+def _checked(row: SettingRow, value: Any, where: Callable[[SettingRow], str]) -> Any:
+    try:
+        return row.check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where(row)} {shown(value)}: {exc}") from None
+
+
+def _cap_overlap(values: dict[str, Any]) -> None:
+    chunk = values.get("chunk_seconds", Settings.chunk_seconds)
+    overlap = values.get("overlap_seconds", Settings.overlap_seconds)
+    values["overlap_seconds"] = min(overlap, chunk * MAX_OVERLAP_SHARE)
+
+
+def _profile_field(profile: HostProfile | None, name: str) -> str:
+    if profile is None:
+        return name
+    line = profile.setting_lines.get(name, profile.source_line)
+    where = f"{profile.source_file}:{line}" if profile.source_file else "hosts.yaml"
     return f"host '{profile.name}' ({where}) field '{name}'"
 
 
@@ -142,7 +152,9 @@ def _named(exc: ManifestError, origin: dict[str, str]) -> ConfigError:
     """The payload's own message, with ``settings.FIELD`` replaced by where it was set."""
     message = str(exc)
     found = re.match(r"settings\.(\w+)", message)
-    if found and found.group(1) in origin:
-        message = origin[found.group(1)] + message[found.end():]
+    if found:
+        name = found.group(1)
+        row = ROW_OF_FIELD.get(name)
+        label = origin.get(name) or (row.option if row else name)
+        message = label + message[found.end():]
     return ConfigError(message)
-

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from remote_sep.setting_table import ROWS, SettingRow
+
 # Names that would put a secret into a remote command line (env is exported there).
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD")
 
@@ -97,9 +99,6 @@ FIELDS: dict[str, Field] = {
     "proxy_jump": Field("[user@]host[:port]", _string),
     "known_hosts": Field("a file or list of files", _string_list),
     "connect_timeout": Field("seconds", _positive),
-    "model": Field("a model name", _string),
-    "dtype": Field("a dtype name", _string),
-    "chunk_seconds": Field("seconds", _positive),
     "worker_idle_timeout": Field("seconds (0: never)", _seconds_or_zero),
     "path_prepend": Field("a directory or list of directories", _string_list),
     "hf_home": Field("a remote directory", _string),
@@ -112,3 +111,17 @@ FIELDS: dict[str, Field] = {
     "allow_sudo": Field("true or false", _boolean),
     "cpu": Field("true or false", _boolean),
 }
+
+
+def _checked_as_written(row: SettingRow) -> Callable[[Any], Any]:
+    """The row's own check (the one the command line runs); the value is kept as written
+    (the settings builder converts it, e.g. steps -> the solver's step size)."""
+    def convert(value: Any) -> Any:
+        row.check(value)
+        return value
+    return convert
+
+
+# Separation defaults: one field per setting row (model, steps, quality, bit_depth, ...).
+SETTING_FIELDS = frozenset(row.name for row in ROWS)
+FIELDS.update({row.name: Field(row.kind, _checked_as_written(row)) for row in ROWS})

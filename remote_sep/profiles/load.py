@@ -7,6 +7,7 @@ wrong value type, can point at the line the user has to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from remote_sep.errors import ConfigError, UnknownHost
 from remote_sep.hosts.known_hosts import default_known_hosts
 from remote_sep.hosts.profile import LOCAL_HOST, HostProfile
 from remote_sep.hosts.shell import split_words
-from remote_sep.profiles.fields import FIELDS, WholeMessage
+from remote_sep.profiles.fields import FIELDS, SETTING_FIELDS, WholeMessage
 from remote_sep.profiles.target import looks_like_target, parse_target
 from remote_sep.ssh.config import SSHConfig, load_ssh_config, ssh_config_aliases
 
@@ -72,6 +73,7 @@ class RawEntry:
     key_line: int  # 0-based first line of the entry (for the writer)
     end_line: int  # 0-based last line of the entry (for the writer)
     indent: int  # column of the entry's name
+    lines: dict[str, int] = dataclasses.field(default_factory=dict)  # field -> line of its key
 
 
 @dataclass
@@ -148,13 +150,14 @@ def _parse_hosts(file: Path, node: yaml.Node, loader: yaml.SafeLoader) -> dict[s
         if name in entries:
             raise _fail(file, _line(name_node),
                         f"host '{name}' is defined twice (first on line {entries[name].line})")
-        values = _parse_entry(file, name, body, loader)
+        lines: dict[str, int] = {}
+        values = _parse_entry(file, name, body, loader, lines)
         if name != LOCAL_HOST and "host" not in values:
             raise _fail(file, _line(name_node), f"host '{name}' has no 'host' field", "host")
         end_line = _last_line(body)
         entries[name] = RawEntry(name, values, _line(name_node), name_node.start_mark.line,
                                  max(end_line, name_node.start_mark.line),
-                                 name_node.start_mark.column)
+                                 name_node.start_mark.column, lines)
     return entries
 
 
@@ -169,7 +172,8 @@ def _last_line(node: yaml.Node) -> int:
     return end.line - 1 if end.column == 0 and end.line > node.start_mark.line else end.line
 
 
-def _parse_entry(file: Path, name: str, body: yaml.Node, loader: yaml.SafeLoader) -> dict:
+def _parse_entry(file: Path, name: str, body: yaml.Node, loader: yaml.SafeLoader,
+                 lines: dict[str, int]) -> dict:
     if not isinstance(body, yaml.MappingNode):
         raise _fail(file, _line(body), f"host '{name}' must be a mapping of field: value")
     values: dict[str, Any] = {}
@@ -181,6 +185,7 @@ def _parse_entry(file: Path, name: str, body: yaml.Node, loader: yaml.SafeLoader
                         f"{_suggest(field, list(FIELDS))}", field)
         if field in values:
             raise _fail(file, line, f"field given twice in host '{name}'", field)
+        lines[field] = line
         if name == LOCAL_HOST and field in SSH_ONLY_FIELDS:
             raise _fail(file, line, "the built-in 'local' host runs on this machine "
                         "and takes no SSH settings", field)
@@ -211,10 +216,11 @@ def read_hosts_file(path: Path) -> ParsedFile:
 
 
 def build_profile(name: str, values: dict[str, Any], config: SSHConfig,
-                  source: Path | None = None, line: int | None = None) -> HostProfile:
+                  source: Path | None = None, line: int | None = None,
+                  lines: dict[str, int] | None = None) -> HostProfile:
     """A HostProfile from hosts.yaml values with ssh_config filling what they leave out."""
     if name == LOCAL_HOST:
-        return _local_profile(values, source, line)
+        return _local_profile(values, source, line, lines)
     host = values.get("host", name)
     ssh = config.lookup(host)
     profile = HostProfile(name=name, host=host, source_file=str(source) if source else None,
@@ -239,18 +245,22 @@ def build_profile(name: str, values: dict[str, Any], config: SSHConfig,
     timeout = values.get("connect_timeout") or _ssh_int(ssh, "connecttimeout")
     if timeout:
         profile.connect_timeout = float(timeout)
-    _copy_common(profile, values)
+    _copy_common(profile, values, lines or {})
     return profile
 
 
-def _local_profile(values: dict[str, Any], source: Path | None, line: int | None) -> HostProfile:
+def _local_profile(values: dict[str, Any], source: Path | None, line: int | None,
+                   lines: dict[str, int] | None = None) -> HostProfile:
     profile = HostProfile(name=LOCAL_HOST, host="localhost", path=local_base_path(),
                           source_file=str(source) if source else None, source_line=line)
-    _copy_common(profile, values)
+    _copy_common(profile, values, lines or {})
     return profile
 
 
-def _copy_common(profile: HostProfile, values: dict[str, Any]) -> None:
+def _copy_common(profile: HostProfile, values: dict[str, Any], lines: dict[str, int]) -> None:
+    # Separation defaults (setting_table rows), with their lines for the builder's messages.
+    profile.setting_defaults = {k: v for k, v in values.items() if k in SETTING_FIELDS}
+    profile.setting_lines = {k: lines[k] for k in profile.setting_defaults if k in lines}
     for field in ("path", "python", "base_python", "model", "dtype", "chunk_seconds",
                   "worker_idle_timeout", "path_prepend", "hf_home", "env", "torch_index",
                   "torch_spec", "sam_audio_spec", "pins", "pip_args", "allow_sudo", "cpu"):
@@ -279,7 +289,8 @@ def load_hosts(path: str | os.PathLike[str] | None = None) -> dict[str, HostProf
     config = load_ssh_config()
     profiles = {LOCAL_HOST: _local_profile({}, None, None)}
     for name, entry in parsed.entries.items():
-        profiles[name] = build_profile(name, entry.values, config, file, entry.line)
+        profiles[name] = build_profile(name, entry.values, config, file, entry.line,
+                                       entry.lines)
     return profiles
 
 

@@ -68,7 +68,8 @@ def add_host(
     write_text_atomic(file, new_text)
     config = profiles.load_ssh_config()
     entry = check.entries[name]
-    return profiles.build_profile(name, entry.values, config, file, entry.line)
+    return profiles.build_profile(name, entry.values, config, file, entry.line,
+                                   entry.lines)
 
 
 def _ordered(values: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from remote_sep.provision import gated
 from remote_sep.provision import token as tokens
 from remote_sep.provision.inspect import HostFacts, env_prelude, facts_script, parse_facts
 from remote_sep.provision.plan import Plan, Step, build_plan, stamp_path, venv_python
+from remote_sep.provision.prefetch import PrefetchWants, run_prefetch
 from remote_sep.provision.stamp import done_steps, stamp_bytes, stamp_matches, stamp_record
 
 Report = Callable[[dict[str, Any]], None]
@@ -67,7 +68,8 @@ def facts_summary(facts: HostFacts) -> dict[str, Any]:
 
 
 def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu: bool = False,
-              prefetch: bool = False, dry_run: bool = False,
+              prefetch: bool = False, wants: PrefetchWants | None = None,
+              dry_run: bool = False,
               token_source: TokenSource = lambda remote_has_token: None,
               token_origin: Callable[[bool], str] | None = None,
               report: Report = lambda event: None,
@@ -113,12 +115,13 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
         raise plan.blockers[0]
     if not confirm(plan):
         raise Interrupted("bootstrap cancelled; nothing was changed")
-    _apply(host, profile, facts, plan, result, token_source, report)
+    _apply(host, profile, facts, plan, result, token_source, report, wants or PrefetchWants())
     return result
 
 
 def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
-           result: BootstrapResult, token_source: TokenSource, report: Report) -> None:
+           result: BootstrapResult, token_source: TokenSource, report: Report,
+           wants: PrefetchWants) -> None:
     keys = {step.name: step.key for step in plan.install_steps}
     done = {name: key for name, key in done_steps(facts.stamp).items() if keys.get(name) == key}
     if facts.stamp is not None and not result.up_to_date:
@@ -141,6 +144,13 @@ def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
                 host.write_bytes(stamp_path(facts.base), stamp_bytes(record))
         elif step.kind == "token":
             token, detail = _token_step(host, facts, token_source)
+        elif step.kind == "prefetch":
+            done_bytes = run_prefetch(
+                host, base=facts.base, python=venv_python(facts.base), hf_home=facts.hf_home,
+                model=plan.model_repo, wants=wants, report=report, prelude=prelude,
+                endpoint=profile.env.get("HF_ENDPOINT"), token=token, name=profile.name)
+            detail = (f"{len(done_bytes['components'])} component(s) in the cache, "
+                      f"{done_bytes['bytes'] / 1e6:.1f} MB downloaded")
         else:
             detail = _hub_step(host, profile, facts, plan, step, token, prelude)
         _note(result, report, step, "done", detail)
@@ -193,10 +203,9 @@ def _token_step(host: Host, facts: HostFacts,
 
 def _hub_step(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan, step: Step,
               token: str | None, prelude: str) -> str:
-    mode = "prefetch" if step.kind == "prefetch" else "check"
     script = (prelude + f"export HF_HOME={quote(facts.hf_home)}\n"
               + quote_argv([venv_python(facts.base), "-c", gated.CHECK_SNIPPET,
-                            plan.model_repo, mode]))
+                            plan.model_repo]))
     # The token goes on stdin only; empty stdin: the snippet uses the host's token file.
     res = host.run(script, stdin=(token or "").encode(), check=False)
     verdict = gated.parse_verdict(res.text)
@@ -204,4 +213,4 @@ def _hub_step(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan, st
         verdict["error"] = tokens.redact(res.stderr.decode("utf-8", "replace").strip()[-300:],
                                          token) or verdict.get("error")
     gated.raise_for_verdict(verdict, plan.model_repo, profile.env.get("HF_ENDPOINT"))
-    return "downloaded" if mode == "prefetch" else f"token can read {plan.model_repo}"
+    return f"token can read {plan.model_repo}"

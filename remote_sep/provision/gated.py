@@ -18,23 +18,10 @@ CHECK_SNIPPET = """\
 import json, sys
 token = sys.stdin.read().strip() or None
 repo = sys.argv[1]
-mode = sys.argv[2]
 from huggingface_hub import HfApi
 from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 try:
-    if mode == "prefetch":
-        import os
-        from huggingface_hub import snapshot_download
-        folder = snapshot_download(repo, token=token)
-        # Loading also fetches the text encoder its config names (t5-base): prefetch it
-        # too, or an offline host fails at load. Weights as safetensors only.
-        with open(os.path.join(folder, "config.json")) as f:
-            encoder = (json.load(f).get("text_encoder") or {}).get("name")
-        if encoder and not os.path.isdir(encoder):
-            snapshot_download(encoder, token=token, allow_patterns=[
-                "*.json", "*.safetensors", "*.model", "*.txt"])
-    else:
-        HfApi().auth_check(repo, token=token)
+    HfApi().auth_check(repo, token=token)
     verdict = {"status": "ok"}
 except GatedRepoError:
     verdict = {"status": "gated"}

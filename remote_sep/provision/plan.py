@@ -208,9 +208,11 @@ def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = No
                            f"{plan.model_repo}> (token on stdin)"))
     if prefetch:
         py = quote(venv_python(facts.base))
-        plan.steps.append(Step("prefetch", f"download {plan.model_repo} weights", "prefetch",
-                               display=f"{py} -c <snapshot_download {plan.model_repo}> "
-                               "(token on stdin)"))
+        plan.steps.append(Step("prefetch", f"download {plan.model_repo} and every component "
+                               "its settings load", "prefetch",
+                               display=f"{py} -m remote_payload prefetch --model "
+                               f"{plan.model_repo} (the host's token file; sizes and free disk "
+                               "checked first)"))
     return plan
 
 

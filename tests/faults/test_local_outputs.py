@@ -145,7 +145,8 @@ def test_attach_after_a_relative_out_writes_where_separate_would_have(tmp_path, 
 
     monkeypatch.chdir(tmp_path / "first")
     with pytest.raises(Interrupted) as err:
-        run_separate(audio, profile, SeparateOptions(["hum"], out="rel/take", chunk_seconds=1),
+        run_separate(audio, profile, SeparateOptions(["hum"], out="rel/take",
+                                                     settings={"chunk_seconds": 1}),
                      ctrl_c_on_first_chunk)
     job_id = err.value.hint.split()[2]
     monkeypatch.chdir(tmp_path / "elsewhere")

@@ -39,6 +39,12 @@ Behaviour, chosen by environment variables (read at each call):
   not ``facebook/sam-audio-*`` and not a directory with a ``config.json`` always raise
   ``RepositoryNotFoundError``, like the Hub. A directory without ``checkpoint.pt`` makes
   ``SAMAudio.from_pretrained`` raise ``FileNotFoundError`` (the real one torch.loads it).
+- ``SAM_STANDIN_HUB=1``: hub ids load the way the real code reads the Hub (``_hub.py``):
+  ``snapshot_download`` of the model (config.json + checkpoint.pt), then after the
+  overrides the text encoder (transformers' files), the span predictor
+  (``facebook/<name>@perception_models``), the rankers (``laion_clap`` import + CLAP
+  weights + roberta-base; the judge ``@sam_audio`` + its main-branch tokenizer; ImageBind
+  into ``./.checkpoints``): offline (``HF_HUB_OFFLINE``) only from the cache.
 - ``SAM_STANDIN_LOAD_LOG=path``: each ``SAMAudio.from_pretrained`` appends one JSON line
   (``model``, ``overrides``, ``pid``): tests count loads and check switched-off parts; each
   ranker built adds ``{"ranker_built": kind}``, each judge load ``{"judge": id}``.

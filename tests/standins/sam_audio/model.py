@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ._hub import require_checkpoint, resolve_config
+from ._hub import fetch_components, require_checkpoint, resolve_config
 from .ranking import create_ranker
 
 DFLT_ODE_OPT = {"method": "midpoint", "options": {"step_size": 2 / 32}}
@@ -75,6 +75,7 @@ class SAMAudio(torch.nn.Module):
         require_checkpoint(pretrained_model_name_or_path)
         applied = {k: v for k, v in overrides.items() if k in config}
         config.update(applied)
+        fetch_components(config)
         log = os.environ.get("SAM_STANDIN_LOAD_LOG")
         if log:
             with open(log, "a", encoding="utf-8") as out:
