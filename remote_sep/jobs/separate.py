@@ -325,6 +325,7 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
         for kind, path in kinds.items():
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
+        entry.update(follow.quality.get(key, {}))  # scores, rerank (when asked for)
         outputs.append(entry)
     return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
             "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,
