@@ -190,21 +190,29 @@ def test_real_judge_limit_is_real_and_long_items_are_windowed(real_python: str,
 def test_real_ranker_load_failures_name_the_component(real_python: str, tiny_model: Path,
                                                       tmp_path: Path):
     source = write_audio(tmp_path / "in.wav", seconds=0.5)
-    offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")}
+    empty = {"HF_HOME": str(tmp_path / "empty-hf-home")}
+    offline = {**empty, "HF_HUB_OFFLINE": "1"}  # the job's preflight names what is missing
+    # a Hub that cannot be reached but is not declared offline: the load itself fails, in
+    # the real JudgeRanker (rankers.load_failure names it)
+    unreachable = {**empty, "HF_ENDPOINT": "http://127.0.0.1:9"}
     clap = _variant(tiny_model, tmp_path / "clap", text_ranker={"kind": "clap"})
     hub_judge = _variant(tiny_model, tmp_path / "hubjudge", text_ranker={"kind": "judge"})
-    cases = [(Settings(model=str(clap), device="cpu", rerank=2), "laion_clap"),
-             (Settings(model=str(hub_judge), device="cpu", rerank=2),
-              "judge ranker facebook/sam-audio-judge"),
-             (Settings(model=str(tiny_model), device="cpu", score=True),
-              "judge facebook/sam-audio-judge")]
-    for index, (settings, words) in enumerate(cases):
+    cases = [(Settings(model=str(clap), device="cpu", rerank=2), offline,
+              ("laion_clap", "CLAP", "remote-sep bootstrap")),
+             (Settings(model=str(hub_judge), device="cpu", rerank=2), unreachable,
+              ("the judge ranker facebook/sam-audio-judge", "--prefetch --rerank")),
+             (Settings(model=str(hub_judge), device="cpu", rerank=2), offline,
+              ("facebook/sam-audio-judge", "--prefetch")),
+             (Settings(model=str(tiny_model), device="cpu", score=True), offline,
+              ("facebook/sam-audio-judge", "--prefetch", "--score"))]
+    for index, (settings, env, words) in enumerate(cases):
         job = tmp_path / f"job{index}"
         proc, events = run_real(real_python, job, settings,
-                                [Item("r", str(source), ["x"], ["out/r"])], env=offline)
+                                [Item("r", str(source), ["x"], ["out/r"])], env=env)
         errors = of(events, "error")
         assert [e["kind"] for e in errors] == ["not_provisioned"], proc.stderr[-2000:]
-        assert words in errors[0]["message"] and "remote-sep bootstrap" in errors[0]["message"]
+        for word in words:
+            assert word in errors[0]["message"], (index, errors[0]["message"])
         assert "Traceback" not in errors[0]["message"]
         assert not of(events, "item_done") and not (job / "out").exists()
     assert sf.info(str(source)).frames  # the input is untouched
