@@ -167,6 +167,13 @@ class Unseen:
         self._seen.close()
 
 
+def input_rows(info: AudioInfo, out_rate: int) -> _Rows:
+    """The input as stored, resampled straight to ``out_rate`` (float32 rows; ``take(n)``):
+    the mix a stem split's ``other`` closes the sum to."""
+    return _Rows(_to_rate(_read_blocks(info), info.sample_rate, out_rate, info.channels),
+                 info.channels)
+
+
 def read_chunks(info: AudioInfo, spans: list[tuple[int, int]]) -> Iterator[np.ndarray]:
     """Each span ``[start, end)`` (model-rate samples, increasing starts) as (n, C) float32."""
     blocks = read_resampled(info)
@@ -220,7 +227,8 @@ class StreamWriter:
     """Resamples model-rate blocks to the output rate and writes them to a temp file."""
 
     def __init__(self, final_path: str, sample_rate: int, channels: int, frames: int,
-                 file_format: str, subtype: str, extra: Unseen | None = None):
+                 file_format: str, subtype: str, extra: Unseen | None = None,
+                 source_rate: int = MODEL_RATE):
         self.final_path = final_path
         self._extra = extra  # added to every written sample (the residual's unseen part)
         self.frames = frames  # exact output length
@@ -229,8 +237,8 @@ class StreamWriter:
         os.makedirs(folder, exist_ok=True)
         self.tmp_path = os.path.join(folder, f".{os.path.basename(final_path)}.part{os.getpid()}")
         self._resampler = None
-        if sample_rate != MODEL_RATE:
-            self._resampler = soxr.ResampleStream(MODEL_RATE, sample_rate, channels,
+        if sample_rate != source_rate:  # blocks come at source_rate
+            self._resampler = soxr.ResampleStream(source_rate, sample_rate, channels,
                                                   dtype="float32")
         self._written = 0
         self._file = sf.SoundFile(self.tmp_path, "w", samplerate=sample_rate, channels=channels,
@@ -240,6 +248,13 @@ class StreamWriter:
         data = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
         if self._resampler is not None:
             data = self._resampler.resample_chunk(data, last=last)
+        data = data[: self.frames - self._written]
+        if len(data):
+            self._put(data)
+
+    def write_stored(self, data: np.ndarray) -> None:
+        """Write output-rate rows as they are (float32, or int32 sample codes for PCM: no
+        resampling, no conversion), up to the exact length."""
         data = data[: self.frames - self._written]
         if len(data):
             self._put(data)

@@ -28,9 +28,8 @@ import numpy as np
 from . import rankers
 from .manifest import HOP_LENGTH, Settings, resolve_model
 
-# Rough activation memory per second of audio per candidate (fp16/bf16). Only a starting
-# guess for the batch size: the OOM back-off corrects it on the first failing batch.
-BYTES_PER_AUDIO_SECOND = 256 * 2**20
+# The memory one call needs beyond the weights comes from vram_fit (fitted by
+# bench/bench_gpu.py); the OOM back-off corrects it on the first batch that does not fit.
 MAX_BATCH = 32
 VRAM_HEADROOM = 0.8
 MODEL_FILES = ("config.json", "checkpoint.pt")  # what from_pretrained reads from a folder
@@ -131,17 +130,19 @@ class Engine:
         except ImportError as exc:
             raise EngineError("not_provisioned", f"cannot import sam_audio ({exc}); run "
                               "`remote-sep bootstrap` for this host") from exc
+        from .loading import load_model  # lean: mapped weights, only what the run uses
+
         try:
             with contextlib.redirect_stdout(sys.stderr):  # library chatter stays out of stdout
-                model = SAMAudio.from_pretrained(self.model_id, **overrides)
+                model, loaded = load_model(SAMAudio, self.model_id, overrides, self.dtype,
+                                           self.device, self.warn)
                 processor = SAMAudioProcessor.from_pretrained(self.model_id)
         except Exception as exc:
             mapped = rankers.load_failure(exc, self.model_id) or self._hub_error(exc)
             if mapped is None:
                 raise
             raise EngineError(*mapped) from exc
-        # bf16 scores tie: the rankers stay fp32 whatever the model's dtype
-        self.model = rankers.cast(model.eval(), self.device, self.dtype)
+        self.model = model  # in its dtype, its rankers in fp32 (rankers.kept_fp32)
         self.processor = processor
         extra: dict[str, Any] = {}
         if self.candidates > 1:
@@ -151,8 +152,8 @@ class Engine:
                           code="rerank_no_ranker")
                 self.candidates = 1
         return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
-                "seconds": round(time.monotonic() - started, 3),
-                "components_off": sorted(overrides), "candidates": self.candidates, **extra}
+                "seconds": round(time.monotonic() - started, 3), **loaded,
+                "candidates": self.candidates, **extra}
 
     def _hub_error(self, exc: Exception) -> tuple[str, str] | None:
         from .hub_cache import describe_missing, package_problem
@@ -215,10 +216,11 @@ class Engine:
             return self.settings.batch_size
         if not self.device.startswith("cuda"):
             return 1
+        from .vram_fit import batch_that_fits
+
         seconds = chunk_samples / self.processor.audio_sampling_rate
-        per_chunk = seconds * self.candidates * BYTES_PER_AUDIO_SECOND
-        fits = int(self.free_vram() * VRAM_HEADROOM // max(per_chunk, 1))
-        return max(1, min(MAX_BATCH, fits))
+        return batch_that_fits(self.free_vram() * VRAM_HEADROOM, self.model_id, self.dtype_name,
+                               seconds * self.candidates, MAX_BATCH)
 
     @property
     def sample_rate(self) -> int:

@@ -10,12 +10,18 @@ Standard library only, shared by both sides (the laptop writes it, the payload r
 
 Output files of description k are ``<prefixes[k]>_target.<ext>`` and
 ``<prefixes[k]>_residual.<ext>``; a relative prefix is relative to the manifest's folder.
+
+A stem split (``"stems": ["vocals", "drums"]``, one name per description, ONE prefix):
+description k is separated from what descriptions 0..k-1 left (in that order, chunk by
+chunk); outputs ``<prefix>_<stem>.<ext>`` and ``<prefix>_other.<ext>`` (what is left:
+the input minus the stems as written, so they add up to the input; docs/split.md).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -35,7 +41,7 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 # format -> (file extension, default soundfile subtype)
 FORMATS = {"wav": ("wav", "PCM_16"), "flac": ("flac", "PCM_16")}
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
-STEREO_MODES = ("mid", "channels")
+STEREO_MODES = ("image", "mid", "channels")  # remote_payload/stereo.py, docs/stereo.md
 # The flow-matching solvers the model is run with (torchdiffeq fixed-grid names; the
 # model's default is midpoint).
 ODE_METHODS = ("midpoint", "euler")
@@ -83,7 +89,10 @@ class Settings:
     format: str = "wav"
     subtype: str = "PCM_16"
     sample_rate: int | None = None  # None: the input's rate
-    stereo: str = "mid"  # mid: separate the channel mean once | channels: each channel alone
+    # image: one pass on the channel mean, its time-frequency mask on every channel (keeps
+    # a panned source in place) | mid: that mono target on every channel | channels: one
+    # pass per channel. image is the default: bench/bench_stereo.py, docs/stereo.md
+    stereo: str = "image"
     # Batch worker (--inbox): retire once the laptop's heartbeat is this old (0: never).
     worker_idle_timeout: float = DEFAULT_WORKER_IDLE_TIMEOUT
 
@@ -163,18 +172,44 @@ _TYPE_NAMES = {str: "a string", bool: "true or false", float: "a number",
                int: "a whole number"}
 
 
+OTHER_STEM = "other"  # a stem split's remainder
+STEM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,59}")  # a part of a file name on every OS
+
+
 @dataclass
 class Item:
     id: str
     input: str
     descriptions: list[str]
     prefixes: list[str]
+    # A stem split: output names, one per description, in chain order (None: plain item)
+    stems: list[str] | None = None
 
     def validate(self) -> None:
         if not self.id or "/" in self.id:
             raise ManifestError(f"item id {self.id!r} must be non-empty and contain no '/'")
-        if len(self.descriptions) != len(self.prefixes) or not self.descriptions:
+        if self.stems is not None:
+            self._validate_stems()
+        elif len(self.descriptions) != len(self.prefixes) or not self.descriptions:
             raise ManifestError(f"item {self.id}: needs one prefix per description (>= 1)")
+
+    def _validate_stems(self) -> None:
+        stems = self.stems
+        if not isinstance(stems, list) or not stems or len(stems) != len(self.descriptions):
+            raise ManifestError(f"item {self.id}: stems needs one name per description (>= 1)")
+        if len(self.prefixes) != 1:
+            raise ManifestError(f"item {self.id}: a stem split has exactly one prefix")
+        for name in stems:
+            if not isinstance(name, str) or not STEM_NAME.fullmatch(name) or name == OTHER_STEM:
+                raise ManifestError(f"item {self.id}: stem name {name!r} must be lower-case "
+                                    f"letters, digits, '-' or '_' (and not {OTHER_STEM!r})")
+        if len(set(stems)) != len(stems):
+            raise ManifestError(f"item {self.id}: stem names must be distinct")
+
+    @property
+    def output_stems(self) -> list[str]:
+        """The output kinds of a stem split: the stems, then ``other``."""
+        return [*(self.stems or []), OTHER_STEM]
 
 
 @dataclass

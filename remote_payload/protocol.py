@@ -23,7 +23,8 @@ HELLO = "hello"  # payload_version, device, gpu_name, vram_free_mb, torch, cuda,
 # load: model, dtype, device, seconds, components_off, candidates, (ranker),
 #   (judge, judge_shared, judge_window_s: settings.score)
 LOAD = "load"
-# item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks
+# item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks,
+#   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems
 ITEM_START = "item_start"
 CHUNK = "chunk"  # item, desc, done, total
 # item_done: item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped,

@@ -19,6 +19,8 @@ Facts from sam_audio at 68b48d4 (``model/model.py`` ``SAMAudio.__init__`` / ``se
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 VISUAL, TEXT = "visual_ranker", "text_ranker"
@@ -60,9 +62,10 @@ def no_ranker_warning(model_id: str, candidates: int) -> str:
             f"cost {candidates}x the time; running with 1 candidate")
 
 
-def cast(model: Any, device: str, dtype: Any) -> Any:
-    """``model.to(device, dtype)`` with its rankers left out of the cast: they stay fp32
-    (their weights never rounded to bf16) and are wrapped to score fp32 audio."""
+@contextlib.contextmanager
+def kept_fp32(model: Any, device: str) -> Iterator[None]:
+    """Around the model's cast: its rankers are taken out (so their weights are never
+    rounded to bf16), then put back in fp32 on ``device``, wrapped to score fp32 audio."""
     import torch
 
     held = {}
@@ -71,10 +74,18 @@ def cast(model: Any, device: str, dtype: Any) -> Any:
         if ranker is not None:
             held[name] = ranker
             setattr(model, name, None)
-    model = model.to(device=device, dtype=dtype)
-    for name, ranker in held.items():
-        setattr(model, name, ranker.to(device=device, dtype=torch.float32))
-    keep_fp32(model)
+    try:
+        yield
+    finally:
+        for name, ranker in held.items():
+            setattr(model, name, ranker.to(device=device, dtype=torch.float32))
+        keep_fp32(model)
+
+
+def cast(model: Any, device: str, dtype: Any) -> Any:
+    """``model.to(device, dtype)`` with its rankers kept in fp32 (``kept_fp32``)."""
+    with kept_fp32(model, device):
+        model = model.to(device=device, dtype=dtype)
     return model
 
 

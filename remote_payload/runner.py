@@ -38,11 +38,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import audio_io
+from . import audio_io, stereo
+from .chain import ChainSeparation, chain_paths
 from .engine import Engine, EngineError, OutOfMemory
 from .hub_cache import preflight
 from .judge import Scorer
-from .manifest import Item, Manifest, ManifestError, Settings, item_from_json
+from .manifest import OTHER_STEM, Item, Manifest, ManifestError, Settings, item_from_json
 from .protocol import (
     BYE,
     CHUNK,
@@ -127,6 +128,9 @@ class Runner:
         except ManifestError as exc:
             self.error("bad_config", str(exc), item=item.id)
             return
+        if item.stems is not None:
+            self._run_chain(item)
+            return
         todo: list[DescJob] = []
         for k, (text, prefix) in enumerate(zip(item.descriptions, item.prefixes, strict=True)):
             paths = output_paths(self.base, prefix, self.settings.extension)
@@ -154,27 +158,40 @@ class Runner:
         assert self.engine is not None
         started = time.monotonic()
         chunk_s = self.settings.chunk_seconds
-        floor = min(self.settings.min_chunk_seconds, chunk_s)
         batch = self.engine.batch_size_for(round(chunk_s * audio_io.MODEL_RATE))
+        chunks = len(make_plan(info, self.settings, chunk_s))
         for job in todo:
             self.events.emit(ITEM_START, item=item.id, desc=job.index,
                              description=job.description, input=item.input,
                              duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
-                             channels=info.channels, batch=batch,
-                             chunks=len(make_plan(info, self.settings, chunk_s)),
-                             chunk_seconds=chunk_s)
+                             channels=info.channels, batch=batch, chunks=chunks,
+                             chunk_seconds=chunk_s,
+                             passes=chunks * stereo.lanes(self.settings.stereo, info.channels))
 
         def on_chunk(job: DescJob, total: int) -> None:
             self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
                              total=total)
 
-        while True:
+        def attempt(chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
             for job in todo:
                 job.chunks_done = 0
             run = ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk)
+            return run.run(chunk_seconds, batch_size)
+
+        shas = self._with_backoff(item, attempt, chunk_s, batch)
+        if shas is None:
+            return
+        seconds = time.monotonic() - started
+        for job in todo:
+            self._done(item, job, shas[job.index], seconds, skipped=False)
+
+    def _with_backoff(self, item: Item, attempt, chunk_s: float, batch: int):
+        """``attempt(chunk_seconds, batch_size)`` until it fits the GPU: on CUDA OOM halve
+        the batch, then the chunk (down to the floor). None: it failed (event emitted)."""
+        floor = min(self.settings.min_chunk_seconds, chunk_s)
+        while True:
             try:
-                shas = run.run(chunk_s, batch)
-                break
+                return attempt(chunk_s, batch)
             except OutOfMemory as exc:
                 if batch > 1:
                     batch //= 2
@@ -185,22 +202,69 @@ class Runner:
                     self.error("oom", f"CUDA out of memory even with {chunk_s:g} s chunks "
                                f"(floor {floor:g} s): use a smaller model, fp16/bf16, or a "
                                "GPU with more free memory", item=item.id)
-                    return
+                    return None
                 chunk_s /= 2
                 self.warning(f"CUDA out of memory ({exc}); retrying item {item.id} with "
                              f"{chunk_s:g} s chunks", item=item.id, code="oom_backoff")
             except audio_io.BadAudio as exc:
                 self.error("bad_audio", str(exc), item=item.id)
-                return
+                return None
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     self.error("disk_full", f"disk full while writing item {item.id}: {exc}; "
                                "partial outputs removed", item=item.id)
-                    return
+                    return None
                 raise
-        seconds = time.monotonic() - started
-        for job in todo:
-            self._done(item, job, shas[job.index], seconds, skipped=False)
+
+    def _run_chain(self, item: Item) -> None:
+        """A stem split (remote_payload/chain.py): ONE item_done with every stem + other."""
+        empty = [k for k, d in enumerate(item.descriptions) if not d or not d.strip()]
+        if empty:  # a chain cannot skip a stage: the whole split fails
+            self.error("bad_description", f"description {empty[0]} of item {item.id} is empty",
+                       item=item.id, desc=empty[0])
+            return
+        paths = chain_paths(self.base, item, self.settings.extension)
+        text = " > ".join(item.descriptions)
+        job = DescJob(0, text, paths)
+        recorded = {stem: audio_io.recorded_output(p) for stem, p in paths.items()}
+        if all(recorded.values()):
+            self._done(item, job, recorded, 0.0, skipped=True)
+            return
+        try:
+            info = audio_io.probe(os.path.join(self.base, item.input))
+        except audio_io.BadAudio as exc:
+            self.error("bad_audio", str(exc), item=item.id)
+            return
+        self.ensure_loaded()
+        assert self.engine is not None
+        started = time.monotonic()
+        chunk_s = self.settings.chunk_seconds
+        batch = self.engine.batch_size_for(round(chunk_s * audio_io.MODEL_RATE))
+        chunks = len(make_plan(info, self.settings, chunk_s))
+        self.events.emit(ITEM_START, item=item.id, desc=0, description=text,
+                         stems=list(item.stems or []), input=item.input,
+                         duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
+                         channels=info.channels, batch=batch, chunks=chunks,
+                         chunk_seconds=chunk_s, passes=chunks * len(item.descriptions)
+                         * stereo.lanes(self.settings.stereo, info.channels))
+        runs: list[ChainSeparation] = []
+
+        def attempt(chunk_seconds: float, batch_size: int) -> dict[str, str]:
+            runs.append(ChainSeparation(self.engine, self.settings, item, info, paths,
+                                        lambda done, total: self.events.emit(
+                                            CHUNK, item=item.id, desc=0, done=done,
+                                            total=total)))
+            return runs[-1].run(chunk_seconds, batch_size)
+
+        shas = self._with_backoff(item, attempt, chunk_s, batch)
+        if shas is None:
+            return
+        if runs[-1].clipped:
+            self.warning(f"item {item.id}: {runs[-1].clipped} sample(s) of "
+                         f"{OTHER_STEM} fell outside {self.settings.subtype} and were clipped "
+                         "(the stems and other add up to the input except there); FLOAT "
+                         "output has no such limit", item=item.id, code="other_clipped")
+        self._done(item, job, shas, time.monotonic() - started, skipped=False)
 
     def _done(self, item: Item, job: DescJob, shas: dict[str, str], seconds: float,
               skipped: bool) -> None:
@@ -216,6 +280,8 @@ class Runner:
         if job.ranks:
             extra["rerank"] = [job.ranks[key] for key in sorted(job.ranks)]
         assert self.scorer is not None
+        if not self.scorer.enabled or "target" not in job.paths:  # a stem split: not scored
+            return extra
         try:
             extra.update(self.scorer.scores(os.path.join(self.base, item.input),
                                             job.paths["target"], shas["target"],

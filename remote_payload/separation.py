@@ -1,15 +1,11 @@
 """One item through the model: read chunks, batch them, overlap-add, write the stems.
 
-Stereo (the model is mono). ``settings.stereo``:
-
-- ``mid`` (default): the model separates the mid signal (mean of the channels, what the real
-  processor would make of a stereo tensor anyway). The target is that mono estimate on every
-  channel; the residual of channel c is the model's residual plus ``x_c - mid`` (the side
-  information the model never saw). So ``target + residual`` reconstructs the input exactly
-  wherever the model's own ``target + residual`` equals its input, and nothing is lost.
-  One model pass per chunk: the cost of a mono file.
-- ``channels``: every channel is separated on its own (more passes, keeps a panned source in
-  place in the target). Both are exact to the sample in length.
+Stereo (the model is mono): ``settings.stereo`` is ``image`` (default: one pass on the mid,
+a time-frequency mask from its answer applied to every channel, so a panned source stays
+where it is), ``mid`` (one pass, the mono target on every channel, the side signal in the
+residual) or ``channels`` (one pass per channel); remote_payload/stereo.py has them all.
+``target + residual`` reconstructs the input (exactly for ``image``; for the others wherever
+the model's own ``target + residual`` equals its input), exact to the sample in length.
 
 Rates: the model sees 48 kHz. What it never saw (above 24 kHz of a 96/192 kHz input, and
 what the 48 kHz round trip loses of any other rate) goes to the residual like the side
@@ -24,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import audio_io
+from . import audio_io, stereo
 from .chunking import Chunk, OverlapAdd, plan_chunks
 from .engine import Engine, batch_seed
 from .manifest import Item, Settings
@@ -67,11 +63,12 @@ class ItemSeparation:
         self.info = info
         self.jobs = jobs
         self.on_chunk = on_chunk
-        self.lanes = info.channels if settings.stereo == "channels" else 1
+        self.lanes = stereo.lanes(settings.stereo, info.channels)
 
     def run(self, chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
         """Separate and write everything; returns {desc index: {stem: sha256}}."""
         plan = make_plan(self.info, self.settings, chunk_seconds)
+        self.plan = plan
         self.total_chunks = len(plan)
         for job in self.jobs:
             job.ranks.clear()  # an OOM retry plans other chunks
@@ -131,19 +128,14 @@ class ItemSeparation:
             flush(pending)
 
     def _lane(self, data: np.ndarray, lane: int) -> np.ndarray:
-        return data[:, lane] if self.settings.stereo == "channels" else data.mean(axis=1)
+        return stereo.lane_signal(self.settings.stereo, data, lane)
 
     def _emit_chunk(self, index: int, data: np.ndarray, results) -> None:
         for position, job in enumerate(self.jobs):
             lanes = results.pop((index, position))
-            if self.settings.stereo == "channels":
-                target = np.stack([lanes[c][0] for c in range(self.lanes)], axis=1)
-                residual = np.stack([lanes[c][1] for c in range(self.lanes)], axis=1)
-            else:
-                mono_target, mono_residual = lanes[0]
-                side = data - data.mean(axis=1, keepdims=True)  # zero for mono input
-                target = np.repeat(mono_target[:, None], data.shape[1], axis=1)
-                residual = mono_residual[:, None] + side
+            target, residual = stereo.combine(self.settings.stereo, data,
+                                              [lanes[c] for c in range(self.lanes)],
+                                              offset=self.plan[index].start)
             for stem, stems in (("target", target), ("residual", residual)):
                 done = job.adders[stem].add(index, stems)
                 if len(done):

@@ -192,7 +192,9 @@ ROWS: tuple[SettingRow, ...] = (
     SettingRow("sample_rate", "sample_rate", _whole(*SAMPLE_RATE_RANGE, "a whole number of Hz"),
                "Output sample rate in Hz (default: the input's).", cli_type=int, metavar="HZ"),
     SettingRow("stereo", "stereo", _one_of(STEREO_MODES),
-               "Stereo input: mid (separate the channel mean once) or channels (each alone).",
+               "Stereo input: image (default: one pass, a mask from it on each channel keeps a "
+               "panned source in place), mid (the mono estimate on every channel) or channels "
+               "(one pass each). docs/stereo.md.",
                metavar="|".join(STEREO_MODES)),
     SettingRow("score", "score", _flag, "Score each target with the SAM Audio judge "
                "(overall, recall, precision, faithfulness): in the summary, --json and a "

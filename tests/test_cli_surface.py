@@ -145,7 +145,7 @@ def test_every_settings_field_is_an_option_of_separate_and_batch():
 
     commands = get_command(app).commands
     options = {name: {opt for param in commands[name].params for opt in param.opts}
-               for name in ("separate", "batch")}
+               for name in ("separate", "batch", "split")}
     for spec in fields(Settings):
         if spec.name in NOT_OPTIONS:
             continue

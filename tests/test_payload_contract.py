@@ -106,7 +106,9 @@ def test_real_model_fp32_chunked_seeded_and_rerun(real_python: str, tiny_model: 
     assert [e["event"] for e in events][:2] == ["hello", "load"]
     load = of(events, "load")[0]
     assert (load["dtype"], load["device"]) == ("fp32", "cpu")
-    assert load["components_off"] == ["span_predictor", "text_ranker", "visual_ranker"]
+    assert load["components_off"] == ["span_predictor", "text_ranker", "vision_encoder",
+                                      "visual_ranker"]
+    assert load["loader"] == "lean"
     starts = of(events, "item_start")
     assert [s["chunks"] for s in starts] == [2, 2]  # 1.5 s in 1 s chunks: a real seam
     assert [c["done"] for c in of(events, "chunk") if c["desc"] == 0] == [1, 2]
@@ -143,10 +145,12 @@ def test_real_model_bf16_batched_channels_resampled(real_python: str, tiny_model
     assert proc.returncode == 0, proc.stderr[-3000:]
     load = of(events, "load")[0]
     assert load["dtype"] == "bf16"
-    # rerank > 1 without a video: the visual ranker is never built; this config has no text
-    # ranker, so reranking would only cost time: a warning, and one candidate
-    assert load["components_off"] == ["span_predictor", "visual_ranker"]
-    assert load["candidates"] == 1 and "no text ranker" in of(events, "warning")[0]["message"]
+    # rerank > 1 without a video: the visual ranker is never built (and the lean load builds
+    # no vision encoder); this config has no text ranker, so reranking would only cost
+    # time: a warning, and one candidate
+    assert load["components_off"] == ["span_predictor", "vision_encoder", "visual_ranker"]
+    assert load["candidates"] == 1
+    assert [w["code"] for w in of(events, "warning")].count("rerank_no_ranker") == 1
     assert of(events, "item_start")[0]["batch"] == 3
     (done,) = of(events, "item_done")
     check_outputs(done, source, rate=32000)
@@ -220,3 +224,33 @@ def test_real_load_errors_map_to_their_kinds(real_python: str, tiny_model: Path,
         assert [e["kind"] for e in errors] == [kind], proc.stderr[-2000:]
         assert words in errors[0]["message"]
         assert not of(events, "item_done") and not (job / "out").exists()
+
+
+@pytest.mark.timeout(TIMEOUT)  # three real passes (the codec decoder is slow on a CPU)
+def test_real_model_stem_split_and_stereo_image(real_python: str, tiny_model: Path,
+                                                tmp_path: Path):
+    """A stem split and a stereo-image separation with the real classes, in one job (one
+    load): the chain runs, the stems + other add up to the input, and the image mode's
+    target + residual is the input whatever the real (separately decoded) residual was."""
+    source = write_audio(tmp_path / "in.wav", seconds=1.2, rate=44100, channels=2,
+                         subtype="PCM_16")
+    settings = Settings(model=str(tiny_model), device="cpu", chunk_seconds=2.0,
+                        overlap_seconds=0.25, seed=3, ode_method="euler", ode_step_size=0.5,
+                        subtype="FLOAT")
+    assert settings.stereo == "image"
+    items = [Item("s", str(source), ["bass", "speech"], ["out/s"], stems=["bass", "speech"]),
+             Item("i", str(source), ["speech"], ["out/i"])]
+    proc, events = run_real(real_python, tmp_path / "job", settings, items)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(of(events, "load")) == 1
+    split_done, image_done = of(events, "item_done")
+    assert list(split_done["outputs"]) == ["bass", "speech", "other"]
+    assert [s["passes"] for s in of(events, "item_start")] == [2, 1]  # 1 chunk, 1 lane
+    mix = sf.read(source, dtype="float32", always_2d=True)[0].astype(np.float64)
+    total = sum(sf.read(out["path"], dtype="float32", always_2d=True)[0].astype(np.float64)
+                for out in split_done["outputs"].values())
+    assert np.abs(total - mix).max() < 1e-6
+    assert np.abs(sf.read(split_done["outputs"]["bass"]["path"])[0]).max() > 0
+    stems = check_outputs(image_done, source)
+    assert np.abs(stems["target"] + stems["residual"] - mix).max() < 1e-6
+    assert not np.allclose(stems["target"][:, 0], stems["target"][:, 1])  # per channel

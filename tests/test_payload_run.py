@@ -58,7 +58,8 @@ def test_lengths_rate_and_reconstruction_with_two_descriptions_one_load(tmp_path
 def test_stereo_mid_target_and_exact_residual(tmp_path: Path):
     audio = write_audio(tmp_path / "st.wav", seconds=2.5, rate=48000, channels=2, subtype="FLOAT")
     item = Item("s", str(audio), ["bass"], ["out/s"])
-    rc, events, proc = run_payload(tmp_path / "job", [item], Settings(**SMALL, subtype="FLOAT"))
+    rc, events, proc = run_payload(tmp_path / "job", [item],
+                                   Settings(**SMALL, subtype="FLOAT", stereo="mid"))
     assert rc == 0, proc.stderr
     source = sf.read(audio)[0]
     target = sf.read(tmp_path / "job/out/s_target.wav")[0]

@@ -209,6 +209,8 @@ def both_commands(tmp_path: Path, hosts: Path, *option: str) -> dict[str, tuple[
         "separate": ["separate", str(audio), "-d", "x", "--host", "gpu", "--hosts", str(hosts)],
         "batch": ["batch", str(audio), "-d", "x", "--hosts", "gpu", "--hosts-file", str(hosts),
                   "-o", str(tmp_path / "out")],
+        "split": ["split", str(audio), "--stem", "x", "--host", "gpu", "--hosts", str(hosts),
+                  "--out", str(tmp_path / "out" / "s")],
     }
     results = {}
     for command, argv in runs.items():

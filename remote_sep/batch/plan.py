@@ -3,6 +3,8 @@
 
 A *unit* is one input file with one description: the smallest thing the fleet hands to a
 host, so that a fast host takes more and a failure costs one description, not a whole file.
+A stem split (``--stem``, repeatable, or ``stems:`` in the YAML) is one unit per file whose
+roles are the stems and ``other`` (docs/split.md), named ``{stem}_{role}.{ext}`` by default.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from pathlib import Path
 import yaml
 
 from remote_sep.errors import BadAudio, ConfigError, RemoteSepError
+from remote_sep.jobs.split import output_kinds, stem_names
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 )
 ROLES = ("target", "residual")
 DEFAULT_TEMPLATE = "{stem}_{desc}_{role}.{ext}"  # the seed's <prefix>_target naming
+SPLIT_TEMPLATE = "{stem}_{role}.{ext}"  # a stem split: song_vocals.wav … song_other.wav
 TEMPLATE_FIELDS = frozenset({"stem", "desc", "role", "ext", "parent", "index", "description"})
 # A folder entry holds 255 bytes; the pull's temp name beside an output adds 15
 # (".NAME.part-1234abcd"), and it must fit too.
@@ -39,10 +43,15 @@ class Unit:
     input: Path
     description: str
     outputs: dict[str, Path]  # role -> local output path
+    stems: tuple[str, ...] = ()  # a stem split: the --stem texts in order (roles: their names)
 
     @property
     def label(self) -> str:
         return f"{self.input.name} [{self.description}]"
+
+    @property
+    def stem_names(self) -> list[str]:
+        return stem_names(list(self.stems))
 
 
 @dataclass
@@ -103,8 +112,14 @@ def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
     """A batch YAML: ``items: [{input: a.wav, descriptions: [vocals, drums]}, …]``.
 
     ``input`` may be a file, a folder or a glob (relative to the YAML's folder);
-    ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``.
+    ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``;
+    ``stems: [vocals, drums]`` makes the item a stem split instead (``load_manifest_stems``).
     """
+    return [(spec, descs) for spec, descs, _ in load_manifest_stems(path)]
+
+
+def load_manifest_stems(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """``load_manifest`` with each item's ``stems`` (empty: not a split)."""
     try:
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -114,14 +129,14 @@ def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
     raw_items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(raw_items, list):
         raise ConfigError(f"{path}: needs a top-level 'items:' list")
-    entries: list[tuple[str, list[str]]] = []
+    entries: list[tuple[str, list[str], list[str]]] = []
     for i, raw in enumerate(raw_items):
         where = f"{path}: items[{i}]"
         if isinstance(raw, str):
             raw = {"input": raw}
         if not isinstance(raw, dict) or not isinstance(raw.get("input"), str):
             raise ConfigError(f"{where}: needs 'input: <file, folder or glob>'")
-        unknown = set(raw) - {"input", "descriptions", "desc"}
+        unknown = set(raw) - {"input", "descriptions", "desc", "stems"}
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
         descs = raw.get("descriptions", raw.get("desc", []))
@@ -129,7 +144,12 @@ def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
             descs = [descs]
         if not isinstance(descs, list) or not all(isinstance(d, str) for d in descs):
             raise ConfigError(f"{where}: 'descriptions' must be a list of strings")
-        entries.append((str(path.parent / raw["input"]), descs))
+        stems = raw.get("stems", [])
+        if not isinstance(stems, list) or not all(isinstance(d, str) for d in stems):
+            raise ConfigError(f"{where}: 'stems' must be a list of strings")
+        if stems and descs:
+            raise ConfigError(f"{where}: give 'stems' (a split) or 'descriptions', not both")
+        entries.append((str(path.parent / raw["input"]), descs, stems))
     return entries
 
 
@@ -138,41 +158,58 @@ def plan_batch(
     descriptions: list[str],
     out_dir: Path,
     *,
-    template: str = DEFAULT_TEMPLATE,
+    template: str | None = None,
     extension: str = "wav",
     manifest: Path | None = None,
+    stems: list[str] | None = None,
 ) -> BatchPlan:
-    """Expand inputs and descriptions into units with their output paths."""
-    check_template(template)
+    """Expand inputs and descriptions (or the stems of a split) into units with their
+    output paths. ``template`` None: DEFAULT_TEMPLATE, SPLIT_TEMPLATE for a split."""
+    for name in (template, DEFAULT_TEMPLATE if template is None else None):
+        if name is not None:
+            check_template(name)
+    stems = list(stems or [])
+    if stems and descriptions:
+        raise ConfigError("give --stem (a split) or --desc, not both")
     for desc in descriptions:
         if not desc.strip():
             raise ConfigError("--desc must not be empty", kind="bad_description")
-    entries: list[tuple[list[Path], list[str]]] = []
+    if stems:
+        stem_names(stems)  # checked now: empty, 'other', two alike
+    entries: list[tuple[list[Path], list[str], list[str]]] = []
     if inputs:
-        if not descriptions:
-            raise ConfigError("give at least one --desc (or descriptions in --manifest)")
-        entries.append((expand_inputs(inputs), list(descriptions)))
+        if not descriptions and not stems:
+            raise ConfigError("give at least one --desc or --stem (or descriptions in "
+                              "--manifest)")
+        entries.append((expand_inputs(inputs), list(descriptions), stems))
     if manifest is not None:
-        for spec, descs in load_manifest(manifest):
-            descs = descs or list(descriptions)
-            if not descs:
+        for spec, descs, item_stems in load_manifest_stems(manifest):
+            if item_stems:
+                stem_names(item_stems)
+            elif not descs:
+                descs, item_stems = list(descriptions), stems
+            if not descs and not item_stems:
                 raise ConfigError(f"{manifest}: {spec} has no descriptions and no --desc given")
-            entries.append((expand_inputs([spec]), descs))
+            entries.append((expand_inputs([spec]), descs, item_stems))
     if not entries:
         raise ConfigError("nothing to do: give INPUTS or --manifest")
     plan = BatchPlan(out_dir=out_dir, extension=extension)
     taken: dict[Path, str] = {}
     seen: set[str] = set()
-    for files, descs in entries:
+    for files, descs, split_stems in entries:
         for file in files:
-            for desc in descs:
+            jobs = [(" > ".join(split_stems), tuple(split_stems))] if split_stems else \
+                [(desc, ()) for desc in descs]
+            for desc, unit_stems in jobs:
                 if not desc.strip():
                     raise ConfigError(f"{file}: empty description", kind="bad_description")
-                key = unit_key(file, desc)
+                key = unit_key(file, desc, unit_stems)
                 if key in seen:
                     continue
                 seen.add(key)
-                unit = _make_unit(len(plan.units), file, desc, out_dir, template, extension)
+                unit_template = template or (SPLIT_TEMPLATE if unit_stems else DEFAULT_TEMPLATE)
+                unit = _make_unit(len(plan.units), file, desc, out_dir, unit_template,
+                                  extension, unit_stems)
                 for path in unit.outputs.values():
                     if path in taken:
                         raise ConfigError(
@@ -186,22 +223,26 @@ def plan_batch(
     return plan
 
 
-def unit_key(file: Path, description: str) -> str:
+def unit_key(file: Path, description: str, stems: tuple[str, ...] = ()) -> str:
     """A unit's key (resume state): ``path\ndescription`` as before when neither part holds
     a newline, else a JSON pair. A JSON pair holds no raw newline, so it never equals a
-    plain key: plain keys alone made ('a\nb', 'c') and ('a', 'b\nc') one unit."""
+    plain key: plain keys alone made ('a\nb', 'c') and ('a', 'b\nc') one unit. A split's
+    key is a JSON triple (never a plain key or a pair)."""
     path = str(file)
+    if stems:
+        return json.dumps([path, description, list(stems)])
     if "\n" in path or "\n" in description:
         return json.dumps([path, description])
     return f"{path}\n{description}"
 
 
-def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str) -> Unit:
+def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str,
+               stems: tuple[str, ...] = ()) -> Unit:
     label = f"{file.name} [{desc}]"
     _check_storable(str(file), f"input {file.name!r}", BadAudio)
     _check_storable(desc, f"description {desc!r} of {file.name!r}", ConfigError)
     outputs = {}
-    for role in ROLES:
+    for role in (output_kinds(stem_names(list(stems))) if stems else ROLES):
         name = template.format(stem=file.stem, desc=slug(desc), role=role, ext=ext,
                                parent=file.parent.name, index=index, description=desc)
         _check_output_name(name, label)
@@ -209,8 +250,8 @@ def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, 
         if out_dir.resolve() not in path.parents:
             raise ConfigError(f"--name-template puts {name!r} outside the output folder")
         outputs[role] = path
-    return Unit(key=unit_key(file, desc), index=index, input=file, description=desc,
-                outputs=outputs)
+    return Unit(key=unit_key(file, desc, stems), index=index, input=file, description=desc,
+                outputs=outputs, stems=stems)
 
 
 def _check_storable(text: str, what: str, error: type[RemoteSepError]) -> None:

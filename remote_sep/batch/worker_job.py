@@ -195,7 +195,9 @@ class WorkerJob:
                 item_id = f"u{unit.index}"
                 item = Item(id=item_id, input=layout.cache_path(
                     self.paths.base, self.input_shas[unit.input], unit.input.suffix.lower()),
-                    descriptions=[unit.description], prefixes=[f"out/{item_id}"])
+                    descriptions=list(unit.stems) or [unit.description],
+                    prefixes=[f"out/{item_id}"],
+                    stems=unit.stem_names if unit.stems else None)
                 self._seq += 1
                 file_name = f"{self._seq:06d}-{item_id}.json"
                 _add(tar, f"i/{file_name}", item_to_json(item).encode(), sums)

@@ -12,7 +12,7 @@ import typer
 from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
-from remote_sep.batch.plan import DEFAULT_TEMPLATE, plan_batch
+from remote_sep.batch.plan import DEFAULT_TEMPLATE, SPLIT_TEMPLATE, plan_batch
 from remote_sep.batch.scores import write_scores
 from remote_sep.cli.batch_view import LiveView, render_failures
 from remote_sep.cli.common import (
@@ -46,15 +46,19 @@ def batch(
         help="Audio files, folders (searched recursively) or glob patterns.")] = None,
     desc: Annotated[list[str] | None, typer.Option(
         "--desc", "-d", help="What to separate (repeat for several).")] = None,
+    stem: Annotated[list[str] | None, typer.Option(
+        "--stem", "-s", help="A stem split instead of --desc: each file split into these "
+        "stems in order (repeat; each from what the ones before left) plus other.")] = None,
     host_names: Annotated[str, typer.Option(
         "--hosts", "--host", help="Comma-separated host profile names or user@host[:port] "
         "targets, e.g. gpu1,gpu2.", autocompletion=complete_host_list)
     ] = "local",
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Output folder.")] = Path("."),
-    name_template: Annotated[str, typer.Option(
+    name_template: Annotated[str | None, typer.Option(
         "--name-template",
-        help="Output names; fields {stem} {desc} {role} {ext} {parent} {index} {description}.")
-    ] = DEFAULT_TEMPLATE,
+        help="Output names; fields {stem} {desc} {role} {ext} {parent} {index} {description} "
+             f"(default {DEFAULT_TEMPLATE}; with --stem {SPLIT_TEMPLATE}, role = the stem).")
+    ] = None,
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", help="YAML: items: [{input: FILE|DIR|GLOB, descriptions: [...]}]")] = None,
     worker_idle_timeout: Annotated[float | None, typer.Option(
@@ -95,7 +99,8 @@ def batch(
         def planned(requested: dict[str, Any]):
             return plan_batch(list(inputs or []), list(desc or []), out_dir,
                               template=name_template, manifest=manifest,
-                              extension=build_settings(None, requested).extension)
+                              extension=build_settings(None, requested).extension,
+                              stems=list(stem or []))
 
         plan = planned(requested)
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
@@ -156,6 +161,8 @@ def _previews(report: BatchReport) -> None:
 
     for item in report.items:
         paths = {role: out["path"] for role, out in item["outputs"].items()}
+        if "target" not in paths:  # a stem split: no target/residual pair to draw
+            continue
         if item["status"] in ("done", "skipped") and all(Path(p).exists() for p in paths.values()):
             item["previews"] = [str(p) for p in previews_for(
                 Path(item["input"]), [{"description": item["description"], **paths}],

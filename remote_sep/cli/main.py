@@ -27,9 +27,9 @@ app = typer.Typer(
 )
 
 # Each command module adds its commands (imported after `app` exists).
-from remote_sep.cli import batch, bootstrap, clean, doctor, hosts, separate  # noqa: E402
+from remote_sep.cli import batch, bootstrap, clean, doctor, hosts, separate, split  # noqa: E402
 
-for _module in (separate, batch, bootstrap, hosts, clean, doctor):
+for _module in (separate, split, batch, bootstrap, hosts, clean, doctor):
     _module.register(app)
 
 

@@ -34,7 +34,7 @@ Notify = Callable[[str, dict[str, Any]], None]
 T = TypeVar("T")
 
 RECONNECT_BUDGET_S = 120.0  # REMOTE_SEP_RECONNECT_BUDGET overrides (seconds)
-OUTPUT_KINDS = ("target", "residual")
+OUTPUT_KINDS = records.DEFAULT_KINDS  # a stem split's are in record.kinds
 
 # What the user should do about a failure the payload reported (by kind).
 ERROR_HINTS = {
@@ -194,7 +194,7 @@ def pull_outputs(link: Link, record: records.JobRecord, event: dict[str, Any],
     if key not in record.prefixes:  # a job this laptop did not start: name it after the job
         record.prefixes[key] = str(Path.cwd() / f"{record.job_id}_{key.replace('/', '_d')}")
     outputs = event.get("outputs") or {}
-    for kind in OUTPUT_KINDS:
+    for kind in record.kinds_for(key):
         info = outputs.get(kind)
         if not info:
             continue

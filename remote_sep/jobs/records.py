@@ -18,6 +18,7 @@ import platformdirs
 from remote_sep.atomic import write_text_atomic
 
 APP_NAME = "remote-sep"
+DEFAULT_KINDS = ("target", "residual")
 
 
 def state_dir() -> Path:
@@ -39,6 +40,8 @@ class JobRecord:
     # output_key(item, desc) -> local prefix (files are <prefix>_target.<ext>, _residual.<ext>)
     prefixes: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)  # output_key -> description
+    # output_key -> its output kinds when not target/residual (a stem split: stems + other)
+    kinds: dict[str, list[str]] = field(default_factory=dict)
     pulled: dict[str, str] = field(default_factory=dict)  # local path -> sha256
     offset: int = 0
     last_seq: int = -1
@@ -46,6 +49,9 @@ class JobRecord:
 
     def local_path(self, key: str, kind: str) -> Path:
         return Path(f"{self.prefixes[key]}_{kind}.{self.ext}")
+
+    def kinds_for(self, key: str) -> list[str]:
+        return self.kinds.get(key) or list(DEFAULT_KINDS)
 
 
 def record_path(host: str, job_id: str) -> Path:

@@ -26,8 +26,8 @@ from remote_sep.errors import (
 )
 from remote_sep.hosts.base import sha256_file
 from remote_sep.hosts.profile import HostProfile
-from remote_sep.jobs import outputs, records
-from remote_sep.jobs.follow import OUTPUT_KINDS, Link, Notify, _quiet, follow_job
+from remote_sep.jobs import outputs, records, split
+from remote_sep.jobs.follow import Link, Notify, _quiet, follow_job
 from remote_sep.jobs.layout import (
     Cursor,
     JobPaths,
@@ -50,6 +50,9 @@ class SeparateOptions:
     force: bool = False
     # The setting options given: setting_table row name -> value (e.g. {"steps": 8}).
     settings: dict[str, Any] = field(default_factory=dict)
+    # A stem split (`remote-sep split`): one output name per description, separated in
+    # that order, each from what the ones before left (jobs/split.py names them)
+    stems: list[str] | None = None
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -105,10 +108,15 @@ def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions)
     settings = build_settings(profile, requested_settings(opts.settings))
-    prefixes = local_prefixes(audio, descriptions, opts.out)
-    if len(set(prefixes)) != len(prefixes):
-        raise ConfigError("two descriptions give the same output name; use distinct --desc")
-    files = [p for prefix in prefixes for p in output_paths(prefix, settings.extension)]
+    if opts.stems is not None:
+        prefixes = [split.split_prefix(audio, opts.out)]
+        files = [Path(f"{prefixes[0]}_{kind}.{settings.extension}")
+                 for kind in split.output_kinds(opts.stems)]
+    else:
+        prefixes = local_prefixes(audio, descriptions, opts.out)
+        if len(set(prefixes)) != len(prefixes):
+            raise ConfigError("two descriptions give the same output name; use distinct --desc")
+        files = [p for prefix in prefixes for p in output_paths(prefix, settings.extension)]
     # Before the exists check: exists() itself raises on a name too long.
     outputs.check_writable(files, hint="pick a folder you can write with --out DIR/")
     if not opts.force:
@@ -154,13 +162,18 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
             notify("status", {"message": f"{audio.name} already on the host (cached)"})
         job_id = new_job_id()
         item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
-                    opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))])
+                    opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))],
+                    stems=list(opts.stems) if opts.stems is not None else None)
         manifest = Manifest(job_id=job_id, settings=settings, items=[item])
         record = records.JobRecord(
             host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
             prefixes={records.output_key("i0", k): str(p) for k, p in enumerate(prefixes)},
             descriptions={records.output_key("i0", k): d
-                          for k, d in enumerate(item.descriptions)})
+                          for k, d in enumerate(item.descriptions[:len(prefixes)])})
+        if opts.stems is not None:  # one output key: its kinds are the stems and other
+            key = records.output_key("i0", 0)
+            record.descriptions[key] = " > ".join(item.descriptions)
+            record.kinds[key] = split.output_kinds(opts.stems)
         records.save(record)
         paths = JobPaths(ready.base, job_id)
         # Not retried as a whole: after a lost link we could not tell whether it started
@@ -259,7 +272,11 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
                                           ext=manifest.settings.extension)
     for item in manifest.items:
         several = len(manifest.items) > 1
-        for k, desc in enumerate(item.descriptions):
+        descs = item.descriptions
+        if item.stems is not None:  # a stem split: one output key, one kind per stem
+            descs = [" > ".join(item.descriptions)]
+            record.kinds[records.output_key(item.id, 0)] = item.output_stems
+        for k, desc in enumerate(descs):
             key = records.output_key(item.id, k)
             record.descriptions[key] = desc
             if out and outputs.names_a_folder(out):  # same names, in that folder
@@ -269,7 +286,7 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
             elif out:
                 base = outputs.absolute(out)
                 tag = "_".join(([item.id] if several else [])
-                               + ([slug(desc)] if len(item.descriptions) > 1 else []))
+                               + ([slug(desc)] if len(descs) > 1 else []))
                 record.prefixes[key] = str(base.with_name(f"{base.name}_{tag}") if tag else base)
             elif key not in record.prefixes:
                 record.prefixes[key] = str(Path.cwd() / f"{job_id}_{item.id}_{slug(desc)}")
@@ -278,14 +295,14 @@ def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str 
 
 def _check_writable(record: records.JobRecord) -> None:
     outputs.check_writable([record.local_path(key, kind) for key in record.prefixes
-                            for kind in OUTPUT_KINDS],
+                            for kind in record.kinds_for(key)],
                            hint="pick a folder you can write with --out DIR/")
 
 
 def _refuse_foreign_outputs(record: records.JobRecord) -> None:
     """Names attach picked now (--out, or a job this laptop did not start) must not clobber
     a file this job did not pull there earlier."""
-    existing = [path for key in record.prefixes for kind in OUTPUT_KINDS
+    existing = [path for key in record.prefixes for kind in record.kinds_for(key)
                 if (path := record.local_path(key, kind)).exists()
                 and str(path) not in record.pulled]
     if existing:
@@ -298,7 +315,7 @@ def _pull_stopped(exc: RemoteSepError, record: records.JobRecord,
     """A local write failed while pulling: say which outputs arrived, which did not, and
     how to pull the rest once there is room (the job's outputs stay on the host)."""
     wanted = [record.local_path(key, kind) for key in sorted(record.prefixes)
-              for kind in OUTPUT_KINDS]
+              for kind in record.kinds_for(key)]
     arrived = [p.name for p in wanted if str(p) in record.pulled]
     missing = [p.name for p in wanted if str(p) not in record.pulled]
     exc.message = (f"{exc.message}; pulled: {', '.join(arrived) or 'nothing'}; "
