@@ -104,9 +104,9 @@ def test_a_model_without_a_text_ranker_warns_and_runs_one_candidate(tmp_path: Pa
     rc, events, proc = run_payload(tmp_path / "job", [Item("a", str(audio), ["x"], ["out/a"])],
                                    Settings(**SMALL, model=str(folder), rerank=4))
     assert rc == 0, proc.stderr
-    (warning,) = of(events, "warning")
-    assert warning["code"] == "rerank_no_ranker" and "only cost 4x the time" in \
-        warning["message"]
+    # (an empty checkpoint.pt also makes the lean load fall back, with its own warning)
+    (warning,) = [w for w in of(events, "warning") if w["code"] == "rerank_no_ranker"]
+    assert "only cost 4x the time" in warning["message"]
     assert of(events, "load")[0]["candidates"] == 1
     assert "rerank" not in of(events, "item_done")[0]
 
