@@ -164,6 +164,17 @@ def test_gated_without_access_installs_then_stops_with_the_model_page(world: Wor
     torch_v, hub_v, transformers_v = probe.stdout.split()
     assert torch_v.startswith("2.13.0") and int(hub_v.split(".")[0]) < 1
     assert int(transformers_v.split(".")[0]) < 5
+    # uv did it: fetched by the host's pip into P/tools/uv, the venv is uv's (no pip inside),
+    # and the host's pip config reached uv: torch is the CPU wheel of pip's find-links dir.
+    assert torch_v == "2.13.0+cpu"
+    uv = world.base / "tools" / "uv" / "bin" / "uv"
+    assert uv.is_file() and not (world.base / "tools" / "uv.part").exists()
+    assert "\nuv = 0." in (world.base / "venv" / "pyvenv.cfg").read_text()
+    assert not (world.base / "venv" / "bin" / "pip").exists()
+    with_pip = [line for line in world.log.read_text().splitlines()
+                if '"event": "installer"' in line]
+    assert with_pip and all('"name": "uv"' in line for line in with_pip)
+    assert any("/tools/uv/bin/uv\0pip\0install" in a for a in argv.seen)
     # The token reached the Hub stand-in as a header (it went over stdin, not argv).
     assert {"authorization": f"Bearer {NO_ACCESS_TOKEN}",
             "path": "/api/models/facebook/sam-audio-large/auth-check"} in world.hub.requests
@@ -195,7 +206,7 @@ def test_bootstrap_with_access_writes_the_token_and_the_stamp(world: World):
     assert_no_token_leak(world, run.stdout, run.stderr, argv=argv)
 
 
-def test_second_bootstrap_is_one_round_trip_and_runs_no_pip(world: World):
+def test_second_bootstrap_is_one_round_trip_and_runs_no_pip_nor_uv(world: World):
     profile = profiles.get_profile("gpu", world.hosts)
     sshd_log_before = world.server.log.stat().st_size
     with connect(profile) as host:
@@ -212,6 +223,8 @@ def test_second_bootstrap_is_one_round_trip_and_runs_no_pip(world: World):
     # Only this host's venv counts: other test sessions on the machine may run pip too.
     venv = str(world.base / "venv")
     assert not [a for a in argv.seen if "\0-m\0pip\0" in a and a.startswith(venv)]
+    uv = str(world.base / "tools" / "uv" / "bin" / "uv")  # inspection asks only its version
+    assert not [a for a in argv.seen if a.startswith(uv) and a != f"{uv}\0--version\0"]
 
 
 def test_prefetch_on_a_provisioned_host_only_downloads(world: World):

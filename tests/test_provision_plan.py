@@ -70,6 +70,9 @@ def test_table_is_newest_first_and_torch_family_versions_agree():
                                                        reverse=True)
     for row in WHEEL_TABLE:
         assert row.torch.split("==")[1] == row.torchaudio.split("==")[1]
+        # torchvision 0.(minor + 15) pairs with torch 2.minor (pytorch/vision's table)
+        torch_minor = int(row.torch.split("==")[1].split(".")[1])
+        assert row.torchvision.startswith(f"torchvision==0.{torch_minor + 15}.")
 
 
 def test_overrides_win_over_the_table():
@@ -112,13 +115,15 @@ def test_model_names():
 
 def test_plan_order_commands_and_low_disk_warning():
     facts = parse_facts(FACTS.replace("disk_free_kb=104857600", "disk_free_kb=1048576"))
-    plan = build_plan(facts, HostProfile(name="g"), model="base")
+    plan = build_plan(facts, HostProfile(name="g", installer="pip"), model="base")
     names = [s.name for s in plan.steps]
     assert names == ["venv", "torch", "sam_audio", "payload_deps", "verify", "token", "gated"]
     torch_step = plan.steps[1].script
     assert "--index-url https://download.pytorch.org/whl/cu128" in torch_step
     assert "'/srv/remote sep/venv/bin/python' -m pip install" in torch_step
     assert "torchcodec==" in torch_step and "torchaudio==" in torch_step
+    # sam_audio needs torchvision: from PyPI it would be built for another CUDA major
+    assert "torchvision==" in torch_step
     sam = plan.steps[2].script
     assert "'huggingface_hub<1'" in sam and "'transformers<5'" in sam and SAM_AUDIO_COMMIT in sam
     assert plan.model_repo == "facebook/sam-audio-base"

@@ -117,12 +117,17 @@ def _core(name: str, dry_run: bool, model: str | None, cpu: bool, prefetch: bool
             err_console.print(f"{name} is provisioned (plan {result.plan_hash[:12]}); "
                               "nothing to do", markup=False)
         else:
-            err_console.print(f"{name} is ready (plan {result.plan_hash[:12]})", markup=False)
+            how = result.installer.get("name", "?")
+            if result.installer.get("fallback"):
+                how += f" ({result.installer.get('why')})"
+            err_console.print(f"{name} is ready (plan {result.plan_hash[:12]}, installed with "
+                              f"{how})", markup=False)
         if not dry_run:
             offer_to_save(profile, hosts)
     return {"host": result.host, "plan_hash": result.plan_hash, "up_to_date": result.up_to_date,
             "dry_run": result.dry_run, "facts": result.facts, "torch": result.torch,
-            "model": result.model, "steps": result.steps, "warnings": result.warnings}
+            "model": result.model, "steps": result.steps, "warnings": result.warnings,
+            "installer": result.installer}
 
 
 def log_event(log: Path, event: dict[str, Any]) -> None:
@@ -157,6 +162,8 @@ def render(event: dict[str, Any]) -> list[str]:
     if kind == "torch_choice":
         index = event.get("index") or "pip's default index"
         return [f"torch: {' '.join(event['packages'])} from {index}", f"  why: {event['why']}"]
+    if kind == "installer":
+        return [f"installer: {event['name']}", f"  why: {event['why']}"]
     if kind == "warning":
         return [f"warning: {event['message']}"]
     if kind == "plan_step":
@@ -168,7 +175,7 @@ def render(event: dict[str, Any]) -> list[str]:
     if kind == "step_start":
         return [f"-> {event['title']} ..."]
     if kind == "step_done":
-        mark = "ok" if event["status"] == "done" else "skip"
+        mark = {"done": "ok", "failed": "failed"}.get(event["status"], "skip")
         return [f"   {mark}: {event['step']} ({event['detail']})"]
     if kind == "auto_bootstrap":
         return [f"bootstrapping {event['host']}" + (" (CPU wheels)" if event.get("cpu") else "")]

@@ -48,6 +48,7 @@ class HostProfile:
     sam_audio_spec: str | None = None
     pins: list[str] | None = None
     pip_args: list[str] = field(default_factory=list)  # extra pip args (e.g. --find-links)
+    installer: str = "auto"  # "auto" (uv, else pip) | "uv" | "pip"
     allow_sudo: bool = False
     cpu: bool = False  # no NVIDIA GPU: bootstraps (also automatic ones) install CPU wheels
     bare: bool = False  # a `user@host[:port]` target with no hosts.yaml entry

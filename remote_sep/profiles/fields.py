@@ -68,6 +68,15 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+INSTALLERS = ("auto", "uv", "pip")  # provision/installer.py SETTINGS
+
+
+def _installer(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in INSTALLERS:
+        raise ValueError(f"{value!r} is not one of {', '.join(INSTALLERS)}")
+    return value.strip().lower()
+
+
 class WholeMessage(ValueError):
     """A value error whose message says all (no "expected <kind>" is added to it)."""
 
@@ -108,6 +117,7 @@ FIELDS: dict[str, Field] = {
     "sam_audio_spec": Field("a pip requirement", _string),
     "pins": Field("a list of pip requirements", _string_list),
     "pip_args": Field("a list of pip arguments", _string_list),
+    "installer": Field("auto, uv or pip", _installer),
     "allow_sudo": Field("true or false", _boolean),
     "cpu": Field("true or false", _boolean),
 }

@@ -263,7 +263,8 @@ def _copy_common(profile: HostProfile, values: dict[str, Any], lines: dict[str, 
     profile.setting_lines = {k: lines[k] for k in profile.setting_defaults if k in lines}
     for field in ("path", "python", "base_python", "model", "dtype", "chunk_seconds",
                   "worker_idle_timeout", "path_prepend", "hf_home", "env", "torch_index",
-                  "torch_spec", "sam_audio_spec", "pins", "pip_args", "allow_sudo", "cpu"):
+                  "torch_spec", "sam_audio_spec", "pins", "pip_args", "installer", "allow_sudo",
+                  "cpu"):
         if field in values:
             setattr(profile, field, values[field])
 

@@ -15,9 +15,17 @@ from remote_sep.errors import Interrupted, RemoteSepError
 from remote_sep.hosts.base import Host
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import quote, quote_argv
-from remote_sep.provision import gated
+from remote_sep.provision import gated, uv_steps
+from remote_sep.provision import installer as installers
 from remote_sep.provision import token as tokens
-from remote_sep.provision.inspect import HostFacts, env_prelude, facts_script, parse_facts
+from remote_sep.provision.inspect import (
+    HostFacts,
+    add_pip_facts,
+    env_prelude,
+    facts_script,
+    parse_facts,
+    pip_facts_script,
+)
 from remote_sep.provision.plan import Plan, Step, build_plan, stamp_path, venv_python
 from remote_sep.provision.prefetch import PrefetchWants, run_prefetch
 from remote_sep.provision.stamp import done_steps, stamp_bytes, stamp_matches, stamp_record
@@ -39,6 +47,7 @@ class BootstrapResult:
     model: str
     steps: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    installer: dict[str, Any] = field(default_factory=dict)  # name, why, fallback
 
 
 def inspect(host: Host, profile: HostProfile) -> HostFacts:
@@ -80,6 +89,11 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
     facts = inspect(host, profile)
     report({"event": "inspect", **facts_summary(facts)})
     plan = build_plan(facts, profile, model=model, cpu=cpu, prefetch=prefetch)
+    if facts.has_pip is None and not stamp_matches(facts.stamp, plan):
+        # A complete but stale stamp skipped pip in the inspection: read it now (one trip).
+        script = pip_facts_script(plan.facts_used.python, _prelude(profile))
+        add_pip_facts(facts, host.run(script, check=False).text)
+        plan = build_plan(facts, profile, model=model, cpu=cpu, prefetch=prefetch)
     if profile.python:
         plan.warnings.append(
             f"the profile sets python: {profile.python}; separate and batch run jobs with it, "
@@ -91,8 +105,9 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
         torch={"index": choice.index_url, "tag": choice.tag,
                "packages": list(choice.torch_packages), "why": choice.why,
                "torchcodec": choice.with_torchcodec},
-        warnings=list(plan.warnings))
+        warnings=list(plan.warnings), installer=_installer_summary(plan))
     report({"event": "torch_choice", **result.torch})
+    report({"event": "installer", **result.installer})
     for warning in plan.warnings:
         report({"event": "warning", "message": warning})
     if dry_run:
@@ -115,8 +130,45 @@ def bootstrap(host: Host, profile: HostProfile, *, model: str | None = None, cpu
         raise plan.blockers[0]
     if not confirm(plan):
         raise Interrupted("bootstrap cancelled; nothing was changed")
+    plan = _provide_installer(host, profile, facts, plan, result, report,
+                              lambda chosen: build_plan(facts, profile, model=model, cpu=cpu,
+                                                        prefetch=prefetch, installer=chosen))
     _apply(host, profile, facts, plan, result, token_source, report, wants or PrefetchWants())
     return result
+
+
+def _installer_summary(plan: Plan) -> dict[str, Any]:
+    return {"name": plan.installer.name, "why": plan.installer.why,
+            "fallback": plan.installer.fallback}
+
+
+def _provide_installer(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
+                       result: BootstrapResult, report: Report,
+                       rebuild: Callable[[installers.InstallerChoice], Plan]) -> Plan:
+    """Fetch uv into P/tools when the plan needs it; when that fails under `installer: auto`,
+    the plan rebuilt for pip (said in an event and in the result) is the one applied."""
+    tool = next((step for step in plan.steps if step.kind == "tool"), None)
+    if tool is None:
+        return plan
+    report({"event": "step_start", "step": tool.name, "title": tool.title})
+    res = host.run(_prelude(profile) + tool.script, check=False)
+    if res.exit_code == 0:
+        _note(result, report, tool, "done", res.text.strip().splitlines()[-1][:200]
+              if res.text.strip() else "ok")
+        return plan
+    reason = installers.failure_reason(res.stderr.decode("utf-8", "replace"), res.text)
+    if profile.installer == "uv":
+        raise RemoteSepError(
+            f"could not install uv into {uv_steps.tools_dir(facts.base)}: {reason}",
+            hint="fix the cause (network, an index serving uv, a writable path), or set "
+            "`installer: auto` (falls back to pip) or `installer: pip` in the host profile",
+            kind="disk_full" if "No space left" in reason else "not_provisioned")
+    _note(result, report, tool, "failed", reason)
+    plan = rebuild(installers.fell_back(reason))
+    result.plan_hash = plan.plan_hash
+    result.installer = _installer_summary(plan)
+    report({"event": "installer", **result.installer})
+    return plan
 
 
 def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
@@ -130,8 +182,8 @@ def _apply(host: Host, profile: HostProfile, facts: HostFacts, plan: Plan,
     prelude = _prelude(profile)
     token: str | None = None
     for step in plan.steps:
-        if result.up_to_date and step.kind != "prefetch":
-            continue  # --prefetch on a provisioned host: only the download
+        if step.kind == "tool" or (result.up_to_date and step.kind != "prefetch"):
+            continue  # the installer ran before; --prefetch on a provisioned host: the download
         if step.key and done.get(step.name) == step.key:
             _note(result, report, step, "skipped", "already done")
             continue
@@ -166,7 +218,9 @@ def _note(result: BootstrapResult, report: Report, step: Step, status: str, deta
 
 
 def _run_step(host: Host, step: Step, prelude: str) -> str:
-    res = host.run(prelude + step.script, check=False)
+    # The installer's env (the host's pip config, maybe a credentialed index URL) goes on stdin.
+    stdin = uv_steps.stdin_env(step.env) if step.env else None
+    res = host.run(prelude + step.script, stdin=stdin, check=False)
     out = res.text.strip()
     if res.exit_code == 0:
         return out.splitlines()[-1][:200] if out else "ok"

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from remote_sep.hosts.shell import export_lines, quote, remote_path_expr
+from remote_sep.provision import pip_config, uv_steps
+from remote_sep.provision.pip_config import PipConfig
 from remote_sep.provision.torch_index import parse_version
 
 PYTHON_CANDIDATES = ("python3.13", "python3.12", "python3.11", "python3")
@@ -41,9 +43,13 @@ echo "os=$(uname -sm 2>/dev/null)"
 echo "uid=$(id -u)"
 command -v sudo >/dev/null 2>&1 && echo "sudo=yes"
 command -v apt-get >/dev/null 2>&1 && echo "apt=yes"
+PIPPY=""
 for py in {candidates}; do
   if command -v "$py" >/dev/null 2>&1; then
-    echo "python=$("$py" -c {quote(check)} 2>/dev/null)"
+    out=$("$py" -c {quote(check)} 2>/dev/null)
+    echo "python=$out"
+    # the first >= 3.11 reads pip's config below (no second start of each interpreter)
+    [ -n "$PIPPY" ] || case "${{out##* }}" in 3.1[1-9]|3.[2-9][0-9]) PIPPY=$py;; esac
   fi
 done
 d="$BASE"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -59,10 +65,22 @@ ldconfig -p 2>/dev/null | grep -o 'libavutil\\.so\\.[0-9]*' | head -n1 | sed 's/
 command -v ffmpeg >/dev/null 2>&1 && echo "ffmpeg=$(ffmpeg -version 2>/dev/null | head -n1)"
 [ -s "$HFH/token" ] && echo "token_file=yes"
 [ -x "$BASE/venv/bin/python" ] && echo "venv=yes"
+S=""
 if [ -r "$BASE/venv/{STAMP_NAME}" ]; then
-  echo "stamp=$(tr -d '\\n' < "$BASE/venv/{STAMP_NAME}")"
+  S=$(tr -d '\\n' < "$BASE/venv/{STAMP_NAME}")
+  echo "stamp=$S"
 fi
+{uv_steps.facts_lines("BASE")}\
+# pip and its config matter only for an install: a provisioned host skips the pip start.
+case "$S" in *'"complete": true'*) ;; *)
+{pip_config.facts_lines("PIPPY")}\
+;; esac
 """
+
+
+def pip_facts_script(python: str, prelude: str) -> str:
+    """The pip part of the facts, alone: for a host whose complete stamp skipped it."""
+    return prelude + f"PIPPY={quote(python)}\n" + pip_config.facts_lines("PIPPY")
 
 
 @dataclass
@@ -93,6 +111,9 @@ class HostFacts:
     has_token_file: bool = False
     has_venv: bool = False
     stamp: dict | None = None
+    has_pip: bool | None = None  # None: not read (a complete stamp skips the pip start)
+    pip_config: PipConfig | None = None
+    uv_version: str | None = None  # `uv --version` of P/tools/uv, when it runs
 
     @property
     def python(self) -> str | None:
@@ -138,6 +159,7 @@ def _parse_gpu(value: str) -> Gpu | None:
 def parse_facts(text: str) -> HostFacts:
     """Parse the script's output; unknown keys are ignored, odd values leave a field unset."""
     facts = HostFacts(base="", hf_home="")
+    pip_lines: list[str] = []
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if not sep:
@@ -168,10 +190,26 @@ def parse_facts(text: str) -> HostFacts:
             facts.libavutil_major = int(tail) if tail.isdigit() else None
         elif key == "ffmpeg":
             facts.ffmpeg_version = value.strip()
+        elif key == "pip":
+            facts.has_pip = value.strip() == "yes"
+        elif key == "pipconf":
+            pip_lines.append(value)
+        elif key == "uv":
+            facts.uv_version = value.strip() or None
         elif key == "stamp":
             try:
                 loaded = json.loads(value)
             except json.JSONDecodeError:
                 loaded = None  # a torn or foreign stamp counts as no stamp
             facts.stamp = loaded if isinstance(loaded, dict) else None
+    if facts.has_pip:
+        facts.pip_config = pip_config.from_config_list("\n".join(pip_lines))
+    return facts
+
+
+def add_pip_facts(facts: HostFacts, text: str) -> HostFacts:
+    """Fill has_pip/pip_config from `pip_facts_script` output (no pip: has_pip False)."""
+    more = parse_facts(text)
+    facts.has_pip = bool(more.has_pip)
+    facts.pip_config = more.pip_config
     return facts

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from remote_sep.errors import ConfigError, RemoteSepError
 from remote_sep.hosts.profile import HostProfile
 from remote_sep.hosts.shell import quote, quote_argv
+from remote_sep.provision import installer as installers
+from remote_sep.provision import pip_config
 from remote_sep.provision.inspect import HostFacts
 from remote_sep.provision.torch_index import TorchChoice, choose_torch
 
@@ -98,9 +100,10 @@ class FactsUsed:
     cuda: tuple[int, int] | None
     cc: tuple[int, int] | None
     cpu: bool
+    installer: str = "pip"  # what built the venv: "uv" | "pip" (stamps before uv: pip)
 
     @classmethod
-    def from_facts(cls, facts: HostFacts, cpu: bool) -> FactsUsed:
+    def from_facts(cls, facts: HostFacts, cpu: bool, installer: str = "pip") -> FactsUsed:
         cc = facts.gpus[0].compute_cap if facts.gpus else None
         if facts.python is None:
             raise RemoteSepError(
@@ -111,7 +114,8 @@ class FactsUsed:
                 "or set `base_python:` in the host profile",
                 kind="not_provisioned",
             )
-        return cls(facts.base, facts.python, None if cpu else facts.cuda, None if cpu else cc, cpu)
+        return cls(facts.base, facts.python, None if cpu else facts.cuda, None if cpu else cc, cpu,
+                   installer)
 
     @classmethod
     def from_json(cls, data: dict) -> FactsUsed:
@@ -119,7 +123,8 @@ class FactsUsed:
             return (int(v[0]), int(v[1])) if isinstance(v, list | tuple) and len(v) == 2 else None
 
         return cls(str(data["base"]), str(data["python"]), pair(data.get("cuda")),
-                   pair(data.get("cc")), bool(data.get("cpu")))
+                   pair(data.get("cc")), bool(data.get("cpu")),
+                   str(data.get("installer") or "pip"))
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Step:
     script: str = ""  # for "run": the remote script, every value quoted
     display: str = ""  # what --dry-run prints (never a secret)
     key: str = ""  # chained hash; empty for steps not recorded in the stamp
+    env: dict[str, str] = field(default_factory=dict)  # for "run": sent on stdin, not argv
 
 
 @dataclass
@@ -138,6 +144,7 @@ class Plan:
     torch: TorchChoice
     model_repo: str
     inputs: dict
+    installer: installers.InstallerChoice
     steps: list[Step] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     blockers: list[RemoteSepError] = field(default_factory=list)  # stop before any change
@@ -159,9 +166,15 @@ def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoic
     """Everything the install depends on, as plain data: what the stamp hash covers."""
     choice = choose_torch(used.cuda, used.cc, cpu=used.cpu, index_override=profile.torch_index,
                           spec_override=profile.torch_spec)
+    # The profile's explicit installer wins over the one the stamp recorded: switching it
+    # re-provisions; `auto` keeps what the host resolved.
+    used = replace(used, installer=installers.effective(profile.installer, used.installer))
+    facts = asdict(used)
+    if used.installer == "pip":
+        del facts["installer"]  # pip plans hash as before uv existed: their stamps stay valid
     inputs = {
         "v": STAMP_VERSION,
-        "facts": asdict(used),
+        "facts": facts,
         "index": choice.index_url,
         "torch": list(choice.torch_packages),
         "sam_audio": check_sam_audio_spec(profile.sam_audio_spec or DEFAULT_SAM_AUDIO_SPEC),
@@ -172,17 +185,15 @@ def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoic
     return inputs, choice
 
 
-def _pip(venv_py: str, args: list[str], packages: list[str]) -> str:
-    return quote_argv([venv_py, "-m", "pip", "install", "--disable-pip-version-check",
-                       *args, *packages])
-
-
 def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = None,
-               cpu: bool = False, prefetch: bool = False) -> Plan:
-    """The ordered steps for this host and profile (no remote access)."""
-    used = FactsUsed.from_facts(facts, cpu)
+               cpu: bool = False, prefetch: bool = False,
+               installer: installers.InstallerChoice | None = None) -> Plan:
+    """The ordered steps for this host and profile (no remote access). `installer`: a choice
+    made already (bootstrap's fallback to pip), instead of choosing from the facts."""
+    chosen = installer or installers.choose(profile.installer, facts)
+    used = FactsUsed.from_facts(facts, cpu, chosen.name)
     inputs, choice = plan_inputs(used, profile)
-    plan = Plan(used, choice, model_repo(model or profile.model), inputs)
+    plan = Plan(used, choice, model_repo(model or profile.model), inputs, chosen)
     cpu_command = f"remote-sep bootstrap {profile.name} --cpu"
     if not cpu and not facts.has_nvidia_smi:
         plan.blockers.append(RemoteSepError(
@@ -217,35 +228,32 @@ def build_plan(facts: HostFacts, profile: HostProfile, *, model: str | None = No
 
 
 def _add_install_steps(plan: Plan, facts: HostFacts, profile: HostProfile) -> None:
-    venv = venv_dir(facts.base)
     py = venv_python(facts.base)
-    extra = list(profile.pip_args)
-    choice = plan.torch
-    index_args = ["--index-url", choice.index_url] if choice.index_url else []
     ffmpeg = _ffmpeg_step(plan, facts, profile)
     if ffmpeg:  # a system step: decided by the facts each run, so not in the stamp chain
         plan.steps.append(Step(ffmpeg[0], ffmpeg[1], "run", script=ffmpeg[2], display=ffmpeg[2]))
-    steps: list[tuple[str, str, str]] = []
-    steps.append(("venv", f"create the venv with {plan.facts_used.python}",
-                  # --clear: a half-made venv from an interrupted run is rebuilt, not reused
-                  quote_argv([plan.facts_used.python, "-m", "venv", "--clear", venv])))
-    steps.append(("torch", f"install {' '.join(choice.torch_packages)} ({choice.tag})",
-                  _pip(py, index_args + extra, list(choice.torch_packages))))
-    # sam_audio and the pins resolve together (so its deps never pull huggingface_hub >= 1);
-    # the torch family is repeated so pip keeps the CUDA build installed above.
-    torch_pins = [p for p in choice.torch_packages if "==" in p]
-    steps.append(("sam_audio", "install sam_audio + pins " + " ".join(plan.inputs["pins"]),
-                  _pip(py, extra, [plan.inputs["sam_audio"], *plan.inputs["pins"], *torch_pins])))
-    steps.append(("payload_deps", "install the payload's deps " + " ".join(PAYLOAD_DEPS),
-                  _pip(py, extra, list(PAYLOAD_DEPS))))
-    steps.append(("verify", "verify imports: torch, CUDA, sam_audio",
-                  quote_argv([py, "-c", _verify_snippet(plan.facts_used.cpu)])))
+    if plan.installer.install_uv:  # a tool, not the venv: run when missing, not in the chain
+        tool = installers.install_uv_command(plan.facts_used.python, facts.base)
+        plan.steps.append(Step(tool.name, tool.title, "tool", script=tool.script,
+                               display=tool.script))
+    commands = installers.install_commands(
+        plan.installer.name, base=facts.base, python=plan.facts_used.python,
+        venv=venv_dir(facts.base), venv_py=py, torch=plan.torch,
+        sam_audio=[plan.inputs["sam_audio"], *plan.inputs["pins"]],
+        payload_deps=list(PAYLOAD_DEPS), extra=list(profile.pip_args), config=facts.pip_config)
+    commands.append(installers.InstallCommand(
+        "verify", "verify imports: torch, CUDA, sam_audio",
+        quote_argv([py, "-c", _verify_snippet(plan.facts_used.cpu)])))
     chain = ""
-    for name, title, script in steps:
-        chain = digest([chain, name, script])
+    for command in commands:
+        # The env (the host's pip config) is not hashed: a changed mirror reinstalls nothing.
+        chain = digest([chain, command.name, command.script])
         display = (f"{quote(py)} -c <import torch, sam_audio; check torch.cuda>"
-                   if name == "verify" else script)
-        plan.steps.append(Step(name, title, "run", script=script, display=display, key=chain))
+                   if command.name == "verify" else command.script)
+        if command.env:
+            display = f"[stdin env: {pip_config.describe(command.env)}]\n{display}"
+        plan.steps.append(Step(command.name, command.title, "run", script=command.script,
+                               display=display, key=chain, env=command.env))
 
 
 def _ffmpeg_step(plan: Plan, facts: HostFacts, profile: HostProfile) -> tuple[str, str, str] | None:

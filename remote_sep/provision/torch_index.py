@@ -21,6 +21,9 @@ class WheelRow:
     min_cuda: tuple[int, int]  # the driver must support at least this CUDA version
     min_cc: tuple[int, int]  # oldest GPU architecture these wheels are built for
     torch: str  # newest torch line published for this tag (the default torch spec)
+    # sam_audio requires torchvision: from PyPI it would be built for another CUDA major
+    # (cu128 on a cu130 host), so it comes from the same index, at torch's matching version.
+    torchvision: str
     torchaudio: str
     torchcodec: str  # must match torch (torchcodec's compatibility table)
     note: str
@@ -30,18 +33,24 @@ class WheelRow:
 # torch 2.6 and cu118 at 2.7. cu128 (torch >= 2.8) and cu130 dropped Maxwell/Pascal/Volta,
 # so GPUs below sm_75 fall through to cu126.
 WHEEL_TABLE: tuple[WheelRow, ...] = (
-    WheelRow("cu130", (13, 0), (7, 5), "torch==2.9.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
+    WheelRow("cu130", (13, 0), (7, 5), "torch==2.9.1",
+             "torchvision==0.24.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
              "driver supports CUDA >= 13.0"),
-    WheelRow("cu128", (12, 8), (7, 5), "torch==2.9.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
+    WheelRow("cu128", (12, 8), (7, 5), "torch==2.9.1",
+             "torchvision==0.24.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
              "driver supports CUDA 12.8-12.9"),
-    WheelRow("cu126", (12, 6), (5, 0), "torch==2.9.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
+    WheelRow("cu126", (12, 6), (5, 0), "torch==2.9.1",
+             "torchvision==0.24.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
              "driver supports CUDA 12.6-12.7 (or a GPU older than sm_75)"),
-    WheelRow("cu124", (12, 4), (5, 0), "torch==2.6.0", "torchaudio==2.6.0", "torchcodec==0.2.*",
+    WheelRow("cu124", (12, 4), (5, 0), "torch==2.6.0",
+             "torchvision==0.21.0", "torchaudio==2.6.0", "torchcodec==0.2.*",
              "driver supports CUDA 12.4-12.5 (torch <= 2.6)"),
-    WheelRow("cu118", (11, 8), (3, 7), "torch==2.7.1", "torchaudio==2.7.1", "torchcodec==0.4.*",
+    WheelRow("cu118", (11, 8), (3, 7), "torch==2.7.1",
+             "torchvision==0.22.1", "torchaudio==2.7.1", "torchcodec==0.4.*",
              "driver supports CUDA 11.8-12.3 (torch <= 2.7)"),
 )
-CPU_ROW = WheelRow("cpu", (0, 0), (0, 0), "torch==2.9.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
+CPU_ROW = WheelRow("cpu", (0, 0), (0, 0), "torch==2.9.1",
+                   "torchvision==0.24.1", "torchaudio==2.9.1", "torchcodec==0.8.*",
                    "CPU wheels (--cpu), separation is very slow")
 
 BLACKWELL_CC = (10, 0)  # sm_100 (B200) and sm_120 (RTX 50xx) need cu128 or newer
@@ -104,7 +113,8 @@ def choose_torch(
     """Pick the wheel index and torch packages. Overrides win over the table.
 
     ``spec_override`` replaces the whole torch-family line (space-separated requirements):
-    a host that sets it installs exactly that, so torchaudio/torchcodec are its to list.
+    a host that sets it installs exactly that, so torchvision/torchaudio/torchcodec are
+    its to list.
     """
     if cpu:
         row, why = CPU_ROW, CPU_ROW.note
@@ -124,6 +134,6 @@ def choose_torch(
         packages = tuple(spec_override.split())
         why += "; torch spec overridden by the profile"
     else:
-        packages = (row.torch, row.torchaudio, row.torchcodec)
+        packages = (row.torch, row.torchvision, row.torchaudio, row.torchcodec)
     with_codec = any(p.lower().startswith("torchcodec") for p in packages)
     return TorchChoice(index, row.tag, packages, with_codec, why)
