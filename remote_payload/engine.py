@@ -226,26 +226,35 @@ class Engine:
     def sample_rate(self) -> int:
         return int(self.processor.audio_sampling_rate)
 
-    def separate(self, signals: list[np.ndarray], descriptions: list[str],
-                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Separate equal-length 1-D model-rate signals; each output trimmed to its input."""
+    @property
+    def hop_length(self) -> int:
+        return int(getattr(self.processor, "audio_hop_length", HOP_LENGTH))
+
+    def _audios(self, signals: list[np.ndarray]) -> list[Any]:
+        # (1, T) in the model's dtype: the processor wants 2-D and does no cast
+        return [self.torch.from_numpy(_fit_to_model(np.ascontiguousarray(sig, dtype=np.float32),
+                                                    self.hop_length)).to(self.dtype).unsqueeze(0)
+                for sig in signals]
+
+    def separate(self, signals: list[np.ndarray], descriptions: list[str], seed: int,
+                 anchors: list[list] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Separate equal-length 1-D model-rate signals; each output trimmed to its input.
+        ``anchors``: per signal, its span prompts (the processor's ``anchors``; spans.py)."""
         torch = self.torch
         settings = self.settings
-        frame = int(getattr(self.processor, "audio_hop_length", HOP_LENGTH))
-        # (1, T) in the model's dtype: the processor wants 2-D and does no cast
-        audios = [torch.from_numpy(_fit_to_model(np.ascontiguousarray(sig, dtype=np.float32),
-                                                 frame)).to(self.dtype).unsqueeze(0)
-                  for sig in signals]
+        audios = self._audios(signals)
         ode_opt = {"method": settings.ode_method, "options": {"step_size": settings.ode_step_size}}
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                batch = self.processor(descriptions=descriptions, audios=audios).to(self.device)
+                batch = self.processor(descriptions=descriptions, audios=audios,
+                                       anchors=anchors).to(self.device)
                 torch.manual_seed(seed)  # noise and the codec watermark both draw from it
                 rankers.forget_scores(self.model)
                 with torch.inference_mode():
+                    # predict_spans=True is a no-op at the pin (upstream #98): the spans are
+                    # predicted by predict_spans() below and passed in as anchors instead
                     result = self.model.separate(batch, ode_opt=ode_opt,
-                                                 reranking_candidates=self.candidates,
-                                                 predict_spans=settings.predict_spans)
+                                                 reranking_candidates=self.candidates)
                 ranked = rankers.take_scores(self.model)
                 self.last_ranks = None if ranked is None else [
                     {"ranker": ranked[0], **row} for row in rankers.picks(ranked[1])]
@@ -261,6 +270,36 @@ class Engine:
                 self.release_memory()
                 raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA OOM") from None
             raise
+
+    def predict_spans(self, signals: list[np.ndarray],
+                      descriptions: list[str]) -> list[list[list[float]]]:
+        """The model's span predictor on each signal with its description: per signal
+        ``[[start_s, end_s], …]`` where the described sound is (seconds of the signal).
+
+        What ``separate(predict_spans=True)`` does after upstream PR #100 (our pin predicts
+        but never uses the result, issue #98): the codec features of the batch, then the
+        model's own ``predict_spans``, which writes ``["+", start, end]`` anchors into the
+        batch. The caller passes them to ``separate`` (one more codec encode per batch)."""
+        torch = self.torch
+        if not hasattr(self.model, "span_predictor"):
+            raise EngineError("bad_config", f"{self.model_id} has no span predictor "
+                              "(its config.json sets span_predictor to null): run without "
+                              "--predict-spans, or give the spans with --span")
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                batch = self.processor(descriptions=descriptions,
+                                       audios=self._audios(signals)).to(self.device)
+                with torch.inference_mode():
+                    features = self.model._get_audio_features(batch.audios)
+                    batch = self.model.predict_spans(batch=batch, audio_features=features,
+                                                     audio_pad_mask=batch.audio_pad_mask)
+        except Exception as exc:
+            if self._is_oom(exc):
+                self.release_memory()
+                raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA OOM") from None
+            raise
+        return [[[float(start), float(end)] for _sign, start, end in item]
+                for item in batch.anchors]
 
     def _is_oom(self, exc: Exception) -> bool:
         oom_type = getattr(self.torch.cuda, "OutOfMemoryError", ())

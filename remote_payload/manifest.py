@@ -6,7 +6,8 @@ Standard library only, shared by both sides (the laptop writes it, the payload r
      "settings": {...Settings...},
      "items": [{"id": "i0", "input": "/base/cache/<sha>.wav",
                 "descriptions": ["female vocals", "drums"],
-                "prefixes": ["out/i0_d0", "out/i0_d1"]}]}
+                "prefixes": ["out/i0_d0", "out/i0_d1"],
+                "spans": [["+", 1.0, 2.5]]}]}   # optional (spans.py)
 
 Output files of description k are ``<prefixes[k]>_target.<ext>`` and
 ``<prefixes[k]>_residual.<ext>``; a relative prefix is relative to the manifest's folder.
@@ -24,6 +25,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .spans import SpanError, check_spans
 
 MANIFEST_VERSION = 1
 
@@ -184,6 +187,9 @@ class Item:
     prefixes: list[str]
     # A stem split: output names, one per description, in chain order (None: plain item)
     stems: list[str] | None = None
+    # Span prompts ``[["+"|"-", start_s, end_s], …]`` in seconds of the input (spans.py);
+    # every description of the item gets them. Empty: none (predicted with predict_spans).
+    spans: list = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.id or "/" in self.id:
@@ -192,6 +198,12 @@ class Item:
             self._validate_stems()
         elif len(self.descriptions) != len(self.prefixes) or not self.descriptions:
             raise ManifestError(f"item {self.id}: needs one prefix per description (>= 1)")
+        try:
+            self.spans = check_spans(self.spans, f"item {self.id}: spans")
+        except SpanError as exc:
+            raise ManifestError(str(exc)) from None
+        if self.spans and self.stems is not None:  # a chain's stages run without anchors
+            raise ManifestError(f"item {self.id}: spans do not work with stems (a split)")
 
     def _validate_stems(self) -> None:
         stems = self.stems

@@ -24,12 +24,14 @@ HELLO = "hello"  # payload_version, device, gpu_name, vram_free_mb, torch, cuda,
 #   (judge, judge_shared, judge_window_s: settings.score)
 LOAD = "load"
 # item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks,
-#   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems
+#   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems;
+#   (spans: the item's span prompts [[sign, start_s, end_s], …] when it has any)
 ITEM_START = "item_start"
 CHUNK = "chunk"  # item, desc, done, total
 # item_done: item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped,
 #   (scores{overall, recall, precision, faithfulness, windows}: settings.score, judge.py),
-#   (rerank[{ranker, picked, scores[N]}]: one per chunk (and lane) with --rerank N > 1)
+#   (rerank[{ranker, picked, scores[N]}]: one per chunk (and lane) with --rerank N > 1),
+#   (predicted_spans: [[start_s, end_s], …] in seconds of the input, with predict_spans)
 ITEM_DONE = "item_done"
 WARNING = "warning"  # item|None, message, (code)
 ERROR = "error"  # item|None, desc|None, kind, message

@@ -58,6 +58,7 @@ from .protocol import (
     exit_code_for,
 )
 from .separation import DescJob, ItemSeparation, make_plan, output_paths
+from .spans import SpanError, check_within
 
 PAYLOAD_VERSION = "0.1.0"
 POLL_SECONDS = 0.2
@@ -151,6 +152,11 @@ class Runner:
         except audio_io.BadAudio as exc:
             self.error("bad_audio", str(exc), item=item.id)
             return
+        try:  # the laptop checked them too; an item file may come from elsewhere
+            check_within(item.spans, info.duration_s, f"item {item.id}: spans")
+        except SpanError as exc:
+            self.error("bad_config", str(exc), item=item.id)
+            return
         self.ensure_loaded()
         self._separate(item, info, todo)
 
@@ -166,24 +172,29 @@ class Runner:
                              duration_s=round(info.duration_s, 3), sample_rate=info.sample_rate,
                              channels=info.channels, batch=batch, chunks=chunks,
                              chunk_seconds=chunk_s,
-                             passes=chunks * stereo.lanes(self.settings.stereo, info.channels))
+                             passes=chunks * stereo.lanes(self.settings.stereo, info.channels),
+                             **({"spans": item.spans} if item.spans else {}))
 
         def on_chunk(job: DescJob, total: int) -> None:
             self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
                              total=total)
 
+        runs: list[ItemSeparation] = []
+
         def attempt(chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
             for job in todo:
                 job.chunks_done = 0
-            run = ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk)
-            return run.run(chunk_seconds, batch_size)
+            runs.append(ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk))
+            return runs[-1].run(chunk_seconds, batch_size)
 
         shas = self._with_backoff(item, attempt, chunk_s, batch)
         if shas is None:
             return
         seconds = time.monotonic() - started
         for job in todo:
-            self._done(item, job, shas[job.index], seconds, skipped=False)
+            predicted = runs[-1].predicted_spans(job.index)
+            self._done(item, job, shas[job.index], seconds, skipped=False,
+                       **({} if predicted is None else {"predicted_spans": predicted}))
 
     def _with_backoff(self, item: Item, attempt, chunk_s: float, batch: int):
         """``attempt(chunk_seconds, batch_size)`` until it fits the GPU: on CUDA OOM halve
@@ -267,10 +278,10 @@ class Runner:
         self._done(item, job, shas, time.monotonic() - started, skipped=False)
 
     def _done(self, item: Item, job: DescJob, shas: dict[str, str], seconds: float,
-              skipped: bool) -> None:
+              skipped: bool, **extra) -> None:
         outputs = {stem: {"path": path, "sha256": shas[stem], "bytes": os.path.getsize(path)}
                    for stem, path in job.paths.items()}
-        extra = self._quality(item, job, shas)
+        extra.update(self._quality(item, job, shas))
         self.events.emit(ITEM_DONE, item=item.id, desc=job.index, description=job.description,
                          outputs=outputs, seconds=round(seconds, 3), skipped=skipped, **extra)
 

@@ -7,6 +7,11 @@ residual) or ``channels`` (one pass per channel); remote_payload/stereo.py has t
 ``target + residual`` reconstructs the input (exactly for ``image``; for the others wherever
 the model's own ``target + residual`` equals its input), exact to the sample in length.
 
+Spans (docs/spans.md): each chunk gets the item's span prompts that touch it, in the chunk's
+time (``spans.chunk_anchors``); with ``predict_spans`` and no given spans, the engine's
+span predictor runs on each batch first and its spans are passed as that batch's anchors,
+and recorded in the input's time for the ``item_done`` event.
+
 Rates: the model sees 48 kHz. What it never saw (above 24 kHz of a 96/192 kHz input, and
 what the 48 kHz round trip loses of any other rate) goes to the residual like the side
 signal (``audio_io.Unseen``), so ``target + residual`` is the input at its own rate.
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import audio_io, stereo
+from . import spans as span_time
 from .chunking import Chunk, OverlapAdd, plan_chunks
 from .engine import Engine, batch_seed
 from .manifest import Item, Settings
@@ -64,6 +70,19 @@ class ItemSeparation:
         self.jobs = jobs
         self.on_chunk = on_chunk
         self.lanes = stereo.lanes(settings.stereo, info.channels)
+        # Given spans win; without them, predict_spans runs the span predictor per chunk.
+        self.spans = span_time.to_samples(item.spans, audio_io.MODEL_RATE)
+        self.predicting = settings.predict_spans and not item.spans
+        self.predicted: dict[int, list[tuple[int, int]]] = {job.index: [] for job in jobs}
+
+    def predicted_spans(self, index: int) -> list[list[float]] | None:
+        """Description ``index``'s predicted spans in seconds of the input: every chunk's
+        (and channel's) spans moved back by the chunk's start and merged where chunks
+        overlap. None when no spans were predicted (not asked, or spans were given)."""
+        if not self.predicting:
+            return None
+        merged = span_time.merge(self.predicted[index])
+        return span_time.as_seconds(merged, audio_io.MODEL_RATE)
 
     def run(self, chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
         """Separate and write everything; returns {desc index: {stem: sha256}}."""
@@ -105,8 +124,9 @@ class ItemSeparation:
             descs = [self.jobs[j].description for _, j, _ in entries]
             first = entries[0]
             seed = batch_seed(self.settings.seed, self.item.id, *first, len(entries))
-            for (c, j, lane), pair in zip(entries, self.engine.separate(signals, descs, seed),
-                                          strict=True):
+            anchors = self._anchors(plan, entries, signals, descs)
+            separated = self.engine.separate(signals, descs, seed, anchors=anchors)
+            for (c, j, lane), pair in zip(entries, separated, strict=True):
                 results.setdefault((c, j), {})[lane] = pair
             for (c, j, lane), rank in zip(entries, self.engine.last_ranks or [], strict=False):
                 self.jobs[j].ranks[(c, lane)] = rank  # which candidate the ranker kept
@@ -126,6 +146,27 @@ class ItemSeparation:
                 del pending[:batch_size]
         if pending:
             flush(pending)
+
+    def _anchors(self, plan: list[Chunk], entries: list[tuple[int, int, int]],
+                 signals: list[np.ndarray], descs: list[str]) -> list[list] | None:
+        """Each entry's anchors: the given spans that touch its chunk, in chunk time; or the
+        span predictor's for it (recorded in input time); None: no spans at all."""
+        rate, hop = audio_io.MODEL_RATE, self.engine.hop_length
+        if self.spans:
+            return [span_time.chunk_anchors(self.spans, plan[c].start, plan[c].length, rate,
+                                            hop) for c, _, _ in entries]
+        if not self.predicting:
+            return None
+        anchors = []
+        for (c, j, _), signal, found in zip(entries, signals,
+                                            self.engine.predict_spans(signals, descs),
+                                            strict=True):
+            chunk_anchors, samples = span_time.predicted_anchors(found, len(signal), rate, hop)
+            anchors.append(chunk_anchors)
+            offset = plan[c].start
+            self.predicted[self.jobs[j].index].extend((offset + lo, offset + hi)
+                                                      for lo, hi in samples)
+        return anchors
 
     def _lane(self, data: np.ndarray, lane: int) -> np.ndarray:
         return stereo.lane_signal(self.settings.stereo, data, lane)

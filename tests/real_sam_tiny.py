@@ -19,12 +19,15 @@ import json
 import sys
 from pathlib import Path
 
+from real_sam_spans import build_span_predictor
+
 SENTENCES = [
     "speech", "female vocals", "male speech", "drums", "a dog barking", "piano music",
     "bass guitar", "background noise", "the sound of rain", "a man talking over music",
     "crowd applause", "birds singing", "a car engine", "violin", "whistling",
 ]
 
+ANCHOR_GATE = 1.0  # EmbedAnchors.gate: non-zero, so span prompts change the output
 CODEBOOK_DIM = 8  # the codec latent; the model sees it doubled (target + residual)
 DIM = 32
 
@@ -124,9 +127,13 @@ def build(out: Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     build_t5(out / "t5")
     config = tiny_config(str(out / "t5"))
+    # a tiny PE-A-Frame of our own (real classes, random weights), so predict_spans loads
+    config["span_predictor"] = str(build_span_predictor(out / "pe-a-frame", out / "t5"))
     torch.manual_seed(seed)
-    # span_predictor=None here too: building it loads pretrained PE-A-Frame weights
+    # span_predictor=None here: it is not part of the checkpoint (loaded from its folder)
     model = SAMAudio(SAMAudioConfig(**{**config, "span_predictor": None}))
+    with torch.no_grad():  # anchors act through tanh(gate), 0 at init: set like a trained one
+        model.embed_anchors.gate.fill_(ANCHOR_GATE)
     (out / "config.json").write_text(json.dumps(config, indent=1))
     # the text encoder is loaded from its own folder, not from the checkpoint (like upstream)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}

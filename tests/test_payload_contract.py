@@ -226,6 +226,72 @@ def test_real_load_errors_map_to_their_kinds(real_python: str, tiny_model: Path,
         assert not of(events, "item_done") and not (job / "out").exists()
 
 
+@pytest.mark.timeout(1500)  # four separations and a span prediction on a shared CPU
+def test_real_model_span_prompts_and_predicted_spans(real_python: str, tiny_model: Path,
+                                                     tmp_path: Path):
+    """Spans reach the real model (its anchor gate is non-zero in the tiny model), the real
+    PE-A-Frame predictor's spans become the anchors (a rerun with them given as spans is
+    sample-identical) and are reported in the input's time. Item ids are reused across the
+    two jobs: a batch's seed depends on its item."""
+    source = write_audio(tmp_path / "in.wav", seconds=1.3, rate=48_000, subtype="FLOAT")
+    base = dict(model=str(tiny_model), device="cpu", dtype="fp32", chunk_seconds=10.0, seed=4,
+                subtype="FLOAT")
+    spans = [["+", 0.2, 0.6], ["-", 0.8, 1.1]]
+    # job 1, predict_spans: "a" has no spans (predicted), "b" has spans (they win)
+    proc, events = run_real(real_python, tmp_path / "one", Settings(**base, predict_spans=True),
+                            [Item("a", str(source), ["speech"], ["out/a"]),
+                             Item("b", str(source), ["speech"], ["out/b"], spans=spans)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "span_predictor" not in of(events, "load")[0]["components_off"]
+    done = {d["item"]: d for d in of(events, "item_done")}
+    predicted = done["a"]["predicted_spans"]
+    assert predicted and "predicted_spans" not in done["b"]
+    flat = [t for span in predicted for t in span]
+    assert flat == sorted(flat) and 0 <= flat[0] and flat[-1] <= 1.3
+    first = {item: check_outputs(d, source) for item, d in done.items()}
+
+    # job 2, no prediction: "a" with the predicted spans given, "b" with none
+    given = [["+", start, end] for start, end in predicted]
+    proc, events = run_real(real_python, tmp_path / "two", Settings(**base),
+                            [Item("a", str(source), ["speech"], ["out/a"], spans=given),
+                             Item("b", str(source), ["speech"], ["out/b"])])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = {d["item"]: check_outputs(d, source) for d in of(events, "item_done")}
+    np.testing.assert_array_equal(second["a"]["target"], first["a"]["target"])
+    assert not np.array_equal(second["b"]["target"], first["b"]["target"])  # spans act
+
+
+# sam_audio 68b48d4 separate(predict_spans=True): spans predicted into the batch after the
+# model's inputs were built, so nothing changes (upstream #98, fixed by PR #100).
+PIN_PREDICT_SPANS = """
+import sys
+import numpy as np, soundfile as sf, torch
+from sam_audio import SAMAudio, SAMAudioProcessor
+folder, path = sys.argv[1:]
+model = SAMAudio.from_pretrained(folder, text_ranker=None, visual_ranker=None).eval()
+processor = SAMAudioProcessor.from_pretrained(folder)
+audio = torch.from_numpy(sf.read(path, dtype="float32")[0])[None]
+outputs = []
+for flag in (False, True):
+    batch = processor(descriptions=["speech"], audios=[audio])
+    torch.manual_seed(1)
+    outputs.append(model.separate(batch, predict_spans=flag).target[0])
+print("anchors", batch.anchors)
+print("same", torch.equal(outputs[0], outputs[1]))
+"""
+
+
+@pytest.mark.timeout(1500)
+def test_real_predict_spans_flag_is_a_no_op_at_the_pin(real_python: str, tiny_model: Path,
+                                                        tmp_path: Path):
+    source = write_audio(tmp_path / "in.wav", seconds=1.3, rate=48_000, subtype="FLOAT")
+    proc = subprocess.run([real_python, "-c", PIN_PREDICT_SPANS, str(tiny_model), str(source)],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "anchors [[['+', " in proc.stdout  # it did predict spans…
+    assert "same True" in proc.stdout  # …and the output ignored them
+
+
 @pytest.mark.timeout(TIMEOUT)  # three real passes (the codec decoder is slow on a CPU)
 def test_real_model_stem_split_and_stereo_image(real_python: str, tiny_model: Path,
                                                 tmp_path: Path):

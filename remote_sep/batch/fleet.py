@@ -79,8 +79,8 @@ def run_batch(
     input_shas = {unit.input: "" for unit in plan.units}
     for path in input_shas:
         input_shas[path] = sha256_file(path)
-    fingerprints = {u.key: unit_fingerprint(input_shas[u.input], u.description, settings)
-                    for u in plan.units}
+    fingerprints = {u.key: unit_fingerprint(input_shas[u.input], u.description, settings,
+                                            u.spans) for u in plan.units}
     state = BatchState(plan.out_dir)
     queue = WorkQueue(plan.units)
     for unit in plan.units:
@@ -219,6 +219,9 @@ def _report(plan: BatchPlan, queue: WorkQueue, workers: list[HostWorker], state:
 def _item(unit: Unit, result: Any) -> dict[str, Any]:
     outputs = {role: {"path": str(path), "sha256": result.outputs.get(role)}
                for role, path in unit.outputs.items()}
+    extra = {"spans": unit.spans} if unit.spans else {}
+    if result.predicted_spans is not None:
+        extra["predicted_spans"] = result.predicted_spans
     return {"input": str(unit.input), "description": unit.description, "status": result.status,
             "host": result.host, "kind": result.kind, "message": result.message,
-            "seconds": result.seconds, "outputs": outputs, "scores": result.scores}
+            "seconds": result.seconds, "outputs": outputs, "scores": result.scores, **extra}

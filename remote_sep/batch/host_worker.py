@@ -364,6 +364,7 @@ class HostWorker(threading.Thread):
         def done(unit: Unit, shas: dict[str, str]) -> None:
             event = claimed.pop(unit.key)
             seconds, scores = event.get("seconds"), event.get("scores")
+            self.queue.results[unit.key].predicted_spans = event.get("predicted_spans")
             # Delivered (verified, renamed) even if the state cannot be saved (disk full):
             # the report says so; a rerun pulls it again from the worker's job.
             self.queue.complete(unit.key, self.host_name, shas, seconds, scores)

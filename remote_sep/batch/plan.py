@@ -17,10 +17,14 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile
 import yaml
 
 from remote_sep.errors import BadAudio, ConfigError, RemoteSepError
+from remote_sep.jobs.spans import check_spans_fit, spans_from_yaml
 from remote_sep.jobs.split import output_kinds, stem_names
+
+Spans = tuple[tuple[str, float, float], ...]  # span prompts of one input (jobs/spans.py)
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
@@ -44,6 +48,7 @@ class Unit:
     description: str
     outputs: dict[str, Path]  # role -> local output path
     stems: tuple[str, ...] = ()  # a stem split: the --stem texts in order (roles: their names)
+    spans: Spans = ()  # the input's span prompts (--span, or the YAML item's spans:)
 
     @property
     def label(self) -> str:
@@ -113,13 +118,20 @@ def load_manifest(path: Path) -> list[tuple[str, list[str]]]:
 
     ``input`` may be a file, a folder or a glob (relative to the YAML's folder);
     ``descriptions`` (or a single ``desc``) default to the command line's ``--desc``;
-    ``stems: [vocals, drums]`` makes the item a stem split instead (``load_manifest_stems``).
+    ``stems: [vocals, drums]`` makes the item a stem split instead (``load_manifest_stems``);
+    ``spans: ["+1.5:3", "-0:0.5"]`` (or ``[[+, 1.5, 3]]``) are its span prompts (default:
+    the command line's ``--span``).
     """
     return [(spec, descs) for spec, descs, _ in load_manifest_stems(path)]
 
 
 def load_manifest_stems(path: Path) -> list[tuple[str, list[str], list[str]]]:
     """``load_manifest`` with each item's ``stems`` (empty: not a split)."""
+    return [entry[:3] for entry in load_manifest_items(path)]
+
+
+def load_manifest_items(path: Path) -> list[tuple[str, list[str], list[str], Spans | None]]:
+    """``load_manifest_stems`` with each item's ``spans`` (None: not given)."""
     try:
         body = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -129,14 +141,14 @@ def load_manifest_stems(path: Path) -> list[tuple[str, list[str], list[str]]]:
     raw_items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(raw_items, list):
         raise ConfigError(f"{path}: needs a top-level 'items:' list")
-    entries: list[tuple[str, list[str], list[str]]] = []
+    entries: list[tuple[str, list[str], list[str], Spans | None]] = []
     for i, raw in enumerate(raw_items):
         where = f"{path}: items[{i}]"
         if isinstance(raw, str):
             raw = {"input": raw}
         if not isinstance(raw, dict) or not isinstance(raw.get("input"), str):
             raise ConfigError(f"{where}: needs 'input: <file, folder or glob>'")
-        unknown = set(raw) - {"input", "descriptions", "desc", "stems"}
+        unknown = set(raw) - {"input", "descriptions", "desc", "stems", "spans"}
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
         descs = raw.get("descriptions", raw.get("desc", []))
@@ -149,7 +161,11 @@ def load_manifest_stems(path: Path) -> list[tuple[str, list[str], list[str]]]:
             raise ConfigError(f"{where}: 'stems' must be a list of strings")
         if stems and descs:
             raise ConfigError(f"{where}: give 'stems' (a split) or 'descriptions', not both")
-        entries.append((str(path.parent / raw["input"]), descs, stems))
+        spans = None if raw.get("spans") is None else \
+            tuple(tuple(s) for s in spans_from_yaml(raw["spans"], where))
+        if spans and stems:
+            raise ConfigError(f"{where}: 'spans' do not work with 'stems' (a split)")
+        entries.append((str(path.parent / raw["input"]), descs, stems, spans))
     return entries
 
 
@@ -162,42 +178,49 @@ def plan_batch(
     extension: str = "wav",
     manifest: Path | None = None,
     stems: list[str] | None = None,
+    spans: Spans = (),
 ) -> BatchPlan:
     """Expand inputs and descriptions (or the stems of a split) into units with their
-    output paths. ``template`` None: DEFAULT_TEMPLATE, SPLIT_TEMPLATE for a split."""
+    output paths. ``template`` None: DEFAULT_TEMPLATE, SPLIT_TEMPLATE for a split.
+    ``spans`` (the --span options, parsed) go with every input the YAML gives no spans of
+    its own; not with a split (its stages run without anchors)."""
     for name in (template, DEFAULT_TEMPLATE if template is None else None):
         if name is not None:
             check_template(name)
     stems = list(stems or [])
     if stems and descriptions:
         raise ConfigError("give --stem (a split) or --desc, not both")
+    if stems and spans:
+        raise ConfigError("--span does not work with --stem (a split)")
     for desc in descriptions:
         if not desc.strip():
             raise ConfigError("--desc must not be empty", kind="bad_description")
     if stems:
         stem_names(stems)  # checked now: empty, 'other', two alike
-    entries: list[tuple[list[Path], list[str], list[str]]] = []
+    entries: list[tuple[list[Path], list[str], list[str], Spans]] = []
     if inputs:
         if not descriptions and not stems:
             raise ConfigError("give at least one --desc or --stem (or descriptions in "
                               "--manifest)")
-        entries.append((expand_inputs(inputs), list(descriptions), stems))
+        entries.append((expand_inputs(inputs), list(descriptions), stems, spans))
     if manifest is not None:
-        for spec, descs, item_stems in load_manifest_stems(manifest):
+        for spec, descs, item_stems, own_spans in load_manifest_items(manifest):
             if item_stems:
                 stem_names(item_stems)
             elif not descs:
                 descs, item_stems = list(descriptions), stems
             if not descs and not item_stems:
                 raise ConfigError(f"{manifest}: {spec} has no descriptions and no --desc given")
-            entries.append((expand_inputs([spec]), descs, item_stems))
+            item_spans = (() if item_stems else spans) if own_spans is None else own_spans
+            entries.append((expand_inputs([spec]), descs, item_stems, item_spans))
     if not entries:
         raise ConfigError("nothing to do: give INPUTS or --manifest")
     plan = BatchPlan(out_dir=out_dir, extension=extension)
     taken: dict[Path, str] = {}
     seen: set[str] = set()
-    for files, descs, split_stems in entries:
+    for files, descs, split_stems, file_spans in entries:
         for file in files:
+            _check_spans_fit(file, file_spans)
             jobs = [(" > ".join(split_stems), tuple(split_stems))] if split_stems else \
                 [(desc, ()) for desc in descs]
             for desc, unit_stems in jobs:
@@ -209,7 +232,7 @@ def plan_batch(
                 seen.add(key)
                 unit_template = template or (SPLIT_TEMPLATE if unit_stems else DEFAULT_TEMPLATE)
                 unit = _make_unit(len(plan.units), file, desc, out_dir, unit_template,
-                                  extension, unit_stems)
+                                  extension, unit_stems, file_spans)
                 for path in unit.outputs.values():
                     if path in taken:
                         raise ConfigError(
@@ -236,8 +259,19 @@ def unit_key(file: Path, description: str, stems: tuple[str, ...] = ()) -> str:
     return f"{path}\n{description}"
 
 
+def _check_spans_fit(file: Path, spans: Spans) -> None:
+    """Spans must lie inside their file: its length read here, before anything runs."""
+    if not spans:
+        return
+    try:
+        info = soundfile.info(str(file))
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
+        raise BadAudio(f"{file}: spans are given but soundfile cannot read it ({exc})") from None
+    check_spans_fit(spans, info.frames / info.samplerate, f"{file.name}")
+
+
 def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, ext: str,
-               stems: tuple[str, ...] = ()) -> Unit:
+               stems: tuple[str, ...] = (), spans: Spans = ()) -> Unit:
     label = f"{file.name} [{desc}]"
     _check_storable(str(file), f"input {file.name!r}", BadAudio)
     _check_storable(desc, f"description {desc!r} of {file.name!r}", ConfigError)
@@ -251,7 +285,7 @@ def _make_unit(index: int, file: Path, desc: str, out_dir: Path, template: str, 
             raise ConfigError(f"--name-template puts {name!r} outside the output folder")
         outputs[role] = path
     return Unit(key=unit_key(file, desc, stems), index=index, input=file, description=desc,
-                outputs=outputs, stems=stems)
+                outputs=outputs, stems=stems, spans=spans)
 
 
 def _check_storable(text: str, what: str, error: type[RemoteSepError]) -> None:

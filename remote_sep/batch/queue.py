@@ -32,6 +32,7 @@ class UnitResult:
     seconds: float | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # role -> sha256
     scores: dict | None = None  # the judge's scores of the target (--score)
+    predicted_spans: list | None = None  # [[start_s, end_s], …] with predict_spans
 
 
 class WorkQueue:

@@ -31,9 +31,14 @@ STATE_VERSION = 1
 LOCK_WAIT_S = 30.0  # another batch holds the lock only for one read + write
 
 
-def unit_fingerprint(input_sha256: str, description: str, settings: dict[str, Any]) -> str:
-    """Changes when the input's content, the description or the settings change."""
-    body = json.dumps([input_sha256, description, settings], sort_keys=True)
+def unit_fingerprint(input_sha256: str, description: str, settings: dict[str, Any],
+                     spans: list | None = None) -> str:
+    """Changes when the input's content, the description, the settings or the span
+    prompts change (no spans: the fingerprint of a batch from before spans existed)."""
+    parts: list[Any] = [input_sha256, description, settings]
+    if spans:
+        parts.append(spans)
+    body = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

@@ -197,7 +197,8 @@ class WorkerJob:
                     self.paths.base, self.input_shas[unit.input], unit.input.suffix.lower()),
                     descriptions=list(unit.stems) or [unit.description],
                     prefixes=[f"out/{item_id}"],
-                    stems=unit.stem_names if unit.stems else None)
+                    stems=unit.stem_names if unit.stems else None,
+                    spans=[list(span) for span in unit.spans])
                 self._seq += 1
                 file_name = f"{self._seq:06d}-{item_id}.json"
                 _add(tar, f"i/{file_name}", item_to_json(item).encode(), sums)

@@ -28,6 +28,7 @@ from remote_sep.cli.setting_options import setting_options
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
 from remote_sep.jobs.settings import build_settings, requested_settings
+from remote_sep.jobs.spans import check_not_predicted, describe, parse_spans
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +66,9 @@ def batch(
         "--worker-idle-timeout", min=0, metavar="SECONDS",
         help="A host's worker exits once the laptop has been gone this long "
              "(default: the host's worker_idle_timeout, else 900; 0: never).")] = None,
+    span: Annotated[list[str] | None, typer.Option("--span", help=(
+        "+T0:T1 / -T0:T1 span prompt for every input without `spans:` in --manifest "
+        "(seconds or m:ss.s; repeatable). See docs/spans.md."))] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo units already done.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write a <name>_preview.png per unit: spectrograms of input, target and "
@@ -95,12 +99,14 @@ def batch(
         # The same builder as `separate`: every option checked before anything runs; the
         # fields given are the resume fingerprint's settings, each host adds its defaults.
         requested = requested_settings(settings or {})
+        spans = parse_spans(span or [])
+        check_not_predicted(spans, requested.get("predict_spans"))
 
         def planned(requested: dict[str, Any]):
             return plan_batch(list(inputs or []), list(desc or []), out_dir,
                               template=name_template, manifest=manifest,
                               extension=build_settings(None, requested).extension,
-                              stems=list(stem or []))
+                              stems=list(stem or []), spans=tuple(tuple(s) for s in spans))
 
         plan = planned(requested)
         names = list(dict.fromkeys(n.strip() for n in host_names.split(",") if n.strip()))
@@ -202,6 +208,12 @@ def _finish(report: BatchReport, as_json: bool, command_line: str,
             err_console.print(f"error: {stopped['message']}", markup=False, soft_wrap=True)
             err_console.print(f"  hint: {stopped['hint']}", markup=False, soft_wrap=True)
         else:
+            for item in report.items:
+                if "predicted_spans" in item:
+                    found = describe(item["predicted_spans"]) or "none found"
+                    err_console.print(f"predicted spans of {Path(item['input']).name} "
+                                      f"[{item['description']}]: {found}", markup=False,
+                                      soft_wrap=True)
             err_console.print(_summary(report), markup=False)
             if scores is not None:
                 scored = [i for i in report.items if i.get("scores")]

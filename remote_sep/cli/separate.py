@@ -54,6 +54,12 @@ def _print_outputs(result: dict[str, Any]) -> None:
         if entry.get("scores"):
             err_console.print(score_line(entry["description"], entry["scores"]), markup=False,
                               soft_wrap=True)
+        if "predicted_spans" in entry:
+            from remote_sep.jobs.spans import describe
+
+            found = describe(entry["predicted_spans"]) or "none found"
+            err_console.print(f"predicted spans of '{entry['description']}': {found}",
+                              markup=False, soft_wrap=True)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
 
@@ -78,6 +84,9 @@ def separate(
     preview: Annotated[bool, typer.Option("--preview", help=(
         "Also write PREFIX_preview.png: spectrograms of input, target and residual "
         "(needs the `preview` extra: matplotlib)."))] = False,
+    span: Annotated[list[str] | None, typer.Option("--span", help=(
+        "+T0:T1: the described sound is there; -T0:T1: it is not (seconds or m:ss.s of "
+        "the input; repeat for several). See docs/spans.md."))] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
@@ -91,7 +100,12 @@ def separate(
     it up).
     """
     from remote_sep.cli.ready import ready_options
-    from remote_sep.jobs.separate import SeparateOptions, check_inputs, run_separate
+    from remote_sep.jobs.separate import (
+        SeparateOptions,
+        check_inputs,
+        item_spans,
+        run_separate,
+    )
     from remote_sep.jobs.settings import requested_settings
 
     def action() -> dict[str, Any]:
@@ -100,8 +114,9 @@ def separate(
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
         opts = SeparateOptions(descriptions=desc, out=out, force=force,
-                               settings=dict(settings or {}))
+                               settings=dict(settings or {}), spans=list(span or []))
         requested_settings(opts.settings)  # bad options before the profile
+        item_spans(audio.expanduser(), opts)
         profile = _profile(host, hosts)
         result = _with_view(as_json, lambda notify, pause: run_separate(
             audio, profile, opts, notify,

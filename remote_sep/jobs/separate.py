@@ -39,6 +39,7 @@ from remote_sep.jobs.layout import (
 )
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.jobs.settings import build_settings, requested_settings
+from remote_sep.jobs.spans import check_not_predicted, check_spans_fit, parse_spans
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 from remote_sep.provision.ready import RemoteReady
 
@@ -53,6 +54,7 @@ class SeparateOptions:
     # A stem split (`remote-sep split`): one output name per description, separated in
     # that order, each from what the ones before left (jobs/split.py names them)
     stems: list[str] | None = None
+    spans: list[str] = field(default_factory=list)  # --span texts (jobs/spans.py)
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -103,10 +105,21 @@ def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
     return cleaned
 
 
+def item_spans(audio: Path, opts: SeparateOptions) -> list[list]:
+    """The --span options parsed and checked against the file, before any connection."""
+    spans = parse_spans(opts.spans)
+    check_not_predicted(spans, opts.settings.get("predict_spans"))
+    if spans:
+        info = check_audio(audio)
+        check_spans_fit(spans, info.frames / info.samplerate, "--span")
+    return spans
+
+
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
     descriptions = check_inputs(audio, opts.descriptions)
+    item_spans(audio, opts)
     settings = build_settings(profile, requested_settings(opts.settings))
     if opts.stems is not None:
         prefixes = [split.split_prefix(audio, opts.out)]
@@ -163,7 +176,8 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         job_id = new_job_id()
         item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
                     opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))],
-                    stems=list(opts.stems) if opts.stems is not None else None)
+                    stems=list(opts.stems) if opts.stems is not None else None,
+                    spans=item_spans(audio, opts))
         manifest = Manifest(job_id=job_id, settings=settings, items=[item])
         record = records.JobRecord(
             host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
@@ -343,6 +357,8 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
         entry.update(follow.quality.get(key, {}))  # scores, rerank (when asked for)
+        if key in follow.predicted_spans:  # seconds of the input (--predict-spans)
+            entry["predicted_spans"] = follow.predicted_spans[key]
         outputs.append(entry)
     return {"job_id": record.job_id, "host": record.host, "outputs": outputs,
             "seconds": round(time.monotonic() - started, 3), "round_trips": link.round_trips,

@@ -17,6 +17,13 @@ Only for tests: no weights, no network. The API mirrors the real package
   predict_spans=False)`` -> result with ``.target`` / ``.residual``: lists of 1-D tensors of
   ``frames * 1920`` samples each (longer than the input, like the real one), in the
   model's dtype. Noise comes from ``torch.randn_like`` when not given (seed the global RNG).
+- Span prompts (anchors.py): ``processor(…, anchors=[[["+"|"-", start_s, end_s], …]])``
+  builds the real ``anchor_ids`` / ``anchor_alignment`` (``Batch.process_anchors``); the
+  model's target is the input on ``+`` frames and silence on ``-`` frames. With a span
+  predictor in the config: ``model._get_audio_features``, ``model.predict_spans`` and the
+  PE-A-Frame call shape, deterministic (frames whose RMS exceeds ``SAM_STANDIN_SPAN_LEVEL``,
+  default 0.05); ``separate(predict_spans=True)`` predicts but changes nothing, like the pin
+  (upstream #98).
 - The real limits, with torch's own errors: the batch is reflect-padded to a whole latent
   frame like the real codec (``codec.py`` ``_pad``), which raises ``RuntimeError`` when it
   holds at most 960 samples; more than 10000 latent frames (400 s) in one pass raise the

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import anchors as span_prompts
 from ._hub import fetch_components, require_checkpoint, resolve_config
 from .ranking import create_ranker
 
@@ -122,7 +123,8 @@ class SAMAudio(torch.nn.Module):
         self.visual_ranker = create_ranker(config.get("visual_ranker"))
         self.text_ranker = create_ranker(config.get("text_ranker"))
         if config.get("span_predictor") is not None:
-            self.span_predictor = config["span_predictor"]
+            self.span_predictor = span_prompts.SpanPredictor(self.hop_length, self.sample_rate)
+            self.span_predictor_transform = span_prompts.SpanPredictorTransform()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **overrides) -> SAMAudio:
@@ -159,9 +161,26 @@ class SAMAudio(torch.nn.Module):
         wants_low = torch.tensor(["bass" in d.lower() for d in descriptions], device=low.device)
         return torch.where(wants_low.view(-1, 1), low, audios[:, 0] - low)
 
+    def _get_audio_features(self, audios: torch.Tensor) -> torch.Tensor:
+        return span_prompts.audio_features(_codec_pad(audios, self.hop_length), self.hop_length)
+
+    def predict_spans(self, batch, audio_features: torch.Tensor, audio_pad_mask: torch.Tensor):
+        """The real method: predict, then write ``+`` anchors into the batch."""
+        tokens = self.span_predictor_transform(text=batch.descriptions).to(audio_features.device)
+        output = self.span_predictor(input_features=audio_features[:, :, :128],
+                                     padding_mask=audio_pad_mask, return_spans=True, **tokens)
+        batch.process_anchors([[["+", *span] for span in spans] for spans in output.spans])
+        return batch
+
     @torch.inference_mode()
     def separate(self, batch, noise=None, ode_opt=DFLT_ODE_OPT, reranking_candidates: int = 1,
                  predict_spans: bool = False) -> SeparationResult:
+        # The pin's order (upstream #98): the anchors used are read before the spans are
+        # predicted, so predict_spans=True predicts and then changes nothing.
+        tokens = span_prompts.frame_tokens(batch.anchor_ids, batch.anchor_alignment)
+        if predict_spans and hasattr(self, "span_predictor") and batch.anchors is None:
+            batch = self.predict_spans(batch, self._get_audio_features(batch.audios),
+                                       batch.audio_pad_mask)
         audios = batch.audios
         bsz, _, length = audios.shape
         padded = _codec_pad(audios, self.hop_length)
@@ -190,6 +209,9 @@ class SAMAudio(torch.nn.Module):
             jitter = noise.reshape(bsz, cands, -1)[:, :, :1]
             ramp = torch.linspace(-1, 1, padded_len, device=audios.device, dtype=audios.dtype)
             target = target + level * jitter * ramp
+        target = torch.stack([span_prompts.apply_anchors(target[:, c], padded[:, 0], tokens,
+                                                         self.hop_length)
+                              for c in range(cands)], dim=1)  # each candidate, (B, T)
         # Beyond each item's own samples the real decoder returns codec output, not silence.
         for rows, own in zip(target, batch.wav_sizes, strict=True):
             rows[:, int(own):] = 0.25

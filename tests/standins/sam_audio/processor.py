@@ -7,6 +7,7 @@ import math
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from . import anchors as span_prompts
 from ._hub import resolve_config
 
 
@@ -30,10 +31,16 @@ class Batch:
         self.audio_pad_mask = audio_pad_mask
         self.anchors = anchors
         self.masked_video = masked_video
+        self.process_anchors(anchors)
         assert self.audios.size(0) == len(self.descriptions)
+
+    def process_anchors(self, anchors) -> None:
+        span_prompts.process_anchors(self, anchors)
 
     def to(self, device):
         self.audios = self.audios.to(device)
+        self.anchor_ids = self.anchor_ids.to(device)
+        self.anchor_alignment = self.anchor_alignment.to(device)
         self.sizes = self.sizes.to(device)
         self.wav_sizes = self.wav_sizes.to(device)
         if self.audio_pad_mask is not None:
@@ -58,6 +65,7 @@ class SAMAudioProcessor:
 
     def __call__(self, descriptions, audios, anchors=None, masked_videos=None) -> Batch:
         assert len(descriptions) == len(audios)
+        assert anchors is None or len(descriptions) == len(anchors)
         wavs = []
         for audio in audios:
             wav = _load_path(audio) if isinstance(audio, str) else audio
