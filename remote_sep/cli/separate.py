@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from remote_payload.protocol import SCORE_NAMES
 from remote_sep.cli.common import (
     HostArg,
     HostOption,
@@ -50,6 +51,9 @@ def _print_outputs(result: dict[str, Any]) -> None:
     for png in result.get("previews", []):
         out_console.print(png, markup=False, highlight=False, soft_wrap=True)
     for entry in result["outputs"]:
+        if entry.get("scores"):
+            err_console.print(score_line(entry["description"], entry["scores"]), markup=False,
+                              soft_wrap=True)
         if "predicted_spans" in entry:
             from remote_sep.jobs.spans import describe
 
@@ -58,6 +62,12 @@ def _print_outputs(result: dict[str, Any]) -> None:
                               markup=False, soft_wrap=True)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
+
+
+def score_line(description: str | None, scores: dict[str, Any]) -> str:
+    """One summary line: the judge's four scores of one target."""
+    shown = ", ".join(f"{name} {scores[name]:.2f}" for name in SCORE_NAMES if name in scores)
+    return f"scores of '{description}': {shown}"
 
 
 @setting_options("separate")
