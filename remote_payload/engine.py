@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import video
+from . import rankers, video
 from .manifest import HOP_LENGTH, Settings, resolve_model
 
 # The memory one call needs beyond the weights comes from vram_fit (fitted by
@@ -57,17 +57,19 @@ def batch_seed(seed: int, *parts: Any) -> int:
 class Engine:
     """Loads SAM Audio lazily (once) and separates batches of equal-length mono chunks."""
 
-    def __init__(self, settings: Settings, warn: Callable[[str], None] | None = None):
+    def __init__(self, settings: Settings, warn: Callable[..., None] | None = None):
         import torch  # heavy: imported only on the GPU box
 
         self.torch = torch
         self.settings = settings
         self.model_id = resolve_model(settings.model)
-        self.warn = warn or (lambda message: None)
+        self.warn = warn or (lambda message, **_: None)  # runner.warning(message, code=…)
         self.device = self._pick_device()
         self.dtype = self._pick_dtype()
         self.model: Any = None
         self.processor: Any = None
+        self.candidates = settings.rerank  # 1 once the model turns out to have no ranker
+        self.last_ranks: list[dict[str, Any]] | None = None  # rankers.picks of the last call
 
     # -- device and dtype -------------------------------------------------------------
     def _pick_device(self) -> str:
@@ -120,11 +122,7 @@ class Engine:
         """Load model + processor once; returns the ``load`` event fields."""
         started = time.monotonic()
         settings = self.settings
-        overrides: dict[str, Any] = {}
-        if settings.rerank <= 1:  # rankers only serve reranking_candidates > 1
-            overrides.update(text_ranker=None, visual_ranker=None)
-        if not settings.video:  # the visual ranker only ever scores a masked video
-            overrides["visual_ranker"] = None
+        overrides: dict[str, Any] = rankers.overrides(settings)  # never an unusable ranker
         if not settings.predict_spans:
             overrides["span_predictor"] = None
         try:
@@ -140,16 +138,24 @@ class Engine:
                                            self.device, self.warn)
                 processor = SAMAudioProcessor.from_pretrained(self.model_id)
         except Exception as exc:
-            mapped = self._hub_error(exc)
+            mapped = rankers.load_failure(exc, self.model_id) or self._hub_error(exc)
             if mapped is None:
                 raise
             raise EngineError(*mapped) from exc
-        self.model = model
+        self.model = model  # in its dtype, its rankers in fp32 (rankers.kept_fp32)
         self.processor = processor
         if settings.video:
             video.fit_vision_encoder(self.model, self.dtype, self.device)
+        extra: dict[str, Any] = {}
+        if self.candidates > 1:
+            extra["ranker"] = rankers.usable_ranker(self.model, settings)
+            if extra["ranker"] is None:
+                self.warn(rankers.no_ranker_warning(self.model_id, self.candidates),
+                          code="rerank_no_ranker")
+                self.candidates = 1
         return {"model": self.model_id, "dtype": self.dtype_name, "device": self.device,
-                "seconds": round(time.monotonic() - started, 3), **loaded}
+                "seconds": round(time.monotonic() - started, 3), **loaded,
+                "candidates": self.candidates, **extra}
 
     def _hub_error(self, exc: Exception) -> tuple[str, str] | None:
         from .hub_cache import describe_missing, package_problem
@@ -216,7 +222,7 @@ class Engine:
 
         seconds = chunk_samples / self.processor.audio_sampling_rate
         return batch_that_fits(self.free_vram() * VRAM_HEADROOM, self.model_id, self.dtype_name,
-                               seconds * self.settings.rerank, MAX_BATCH)
+                               seconds * self.candidates, MAX_BATCH)
 
     @property
     def sample_rate(self) -> int:
@@ -250,11 +256,15 @@ class Engine:
                 batch = self.processor(descriptions=descriptions, audios=audios,
                                        anchors=anchors, **prompts).to(self.device)
                 torch.manual_seed(seed)  # noise and the codec watermark both draw from it
+                rankers.forget_scores(self.model)
                 with torch.inference_mode():
                     # predict_spans=True is a no-op at the pin (upstream #98): the spans are
                     # predicted by predict_spans() below and passed in as anchors instead
                     result = self.model.separate(batch, ode_opt=ode_opt,
-                                                 reranking_candidates=settings.rerank)
+                                                 reranking_candidates=self.candidates)
+                ranked = rankers.take_scores(self.model)
+                self.last_ranks = None if ranked is None else [
+                    {"ranker": ranked[0], **row} for row in rankers.picks(ranked[1])]
                 out = []
                 for sig, target, residual in zip(signals, result.target, result.residual,
                                                  strict=True):

@@ -42,6 +42,8 @@ from typing import Any
 
 import torch
 
+from . import rankers
+
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 VISION = "vision_encoder"
@@ -71,7 +73,7 @@ def load_model(sam_cls: Any, model_id: str, overrides: dict[str, Any], dtype: An
             info.update(loader="lean", components_off=sorted([*overrides, *skipped]))
             return model, info
     model = sam_cls.from_pretrained(model_id, **overrides)
-    return model.eval().to(device=device, dtype=dtype), info
+    return rankers.cast(model.eval(), device, dtype), info  # rankers stay fp32
 
 
 def _lean(sam_cls: Any, model_id: str, overrides: dict[str, Any], dtype: Any,
@@ -104,7 +106,8 @@ def _lean(sam_cls: Any, model_id: str, overrides: dict[str, Any], dtype: Any,
                               f"{missing[:3]}, unexpected {unexpected[:3]})")
     del state
     model.eval()
-    cast_then_move(model, dtype, device, mapped)
+    with rankers.kept_fp32(model, device):  # bf16 ranker scores tie (rankers.py)
+        cast_then_move(model, dtype, device, mapped)
     return model, [VISION]
 
 

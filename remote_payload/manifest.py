@@ -39,6 +39,7 @@ MODEL_ALIASES = {
     "large-tv": "facebook/sam-audio-large-tv",
 }
 DEFAULT_MODEL = MODEL_ALIASES["large"]
+DEFAULT_JUDGE = "facebook/sam-audio-judge"  # SAMAudioJudgeModel (revision sam_audio)
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 # format -> (file extension, default soundfile subtype)
 FORMATS = {"wav": ("wav", "PCM_16"), "flac": ("flac", "PCM_16")}
@@ -82,6 +83,9 @@ class Settings:
     batch_size: int = 0  # chunks per separate() call; 0 = choose from free VRAM
     rerank: int = 1  # reranking_candidates
     predict_spans: bool = False
+    # Quality scores of every target by the SAM Audio judge (judge.py); a Hub id or a folder.
+    score: bool = False
+    judge_model: str = DEFAULT_JUDGE
     seed: int = 0
     ode_method: str = "midpoint"
     ode_step_size: float = 2 / 32  # the model's default: 16 midpoint steps
@@ -103,6 +107,8 @@ class Settings:
         self._check_types()
         if not self.model.strip():
             raise ManifestError("settings.model must not be empty")
+        if not self.judge_model.strip():
+            raise ManifestError("settings.judge_model must not be empty")
         if self.dtype not in DTYPES:
             raise ManifestError(f"settings.dtype: {self.dtype!r} is not one of {DTYPES}")
         if self.format not in FORMATS:
@@ -166,7 +172,7 @@ _SETTING_TYPES: dict[str, type] = {
     "overlap_seconds": float, "min_chunk_seconds": float, "batch_size": int, "rerank": int,
     "predict_spans": bool, "seed": int, "ode_method": str, "ode_step_size": float,
     "format": str, "subtype": str, "sample_rate": int, "stereo": str,
-    "worker_idle_timeout": float, "video": bool,
+    "worker_idle_timeout": float, "score": bool, "judge_model": str, "video": bool,
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", float: "a number",
                int: "a whole number"}

@@ -20,18 +20,24 @@ PROTOCOL_VERSION = 1
 
 # Event names, in the order a job normally emits them.
 HELLO = "hello"  # payload_version, device, gpu_name, vram_free_mb, torch, cuda, pid
-LOAD = "load"  # model, dtype, device, seconds
+# load: model, dtype, device, seconds, components_off, candidates, (ranker),
+#   (judge, judge_shared, judge_window_s: settings.score)
+LOAD = "load"
 # item_start: item, desc, description, input, duration_s, sample_rate, channels, chunks,
 #   passes (model passes: chunks x stereo lanes [x stems]); a stem split adds stems;
 #   (spans: the item's span prompts [[sign, start_s, end_s], …] when it has any)
 ITEM_START = "item_start"
 CHUNK = "chunk"  # item, desc, done, total
 # item_done: item, desc, outputs{target,residual: {path, sha256, bytes}}, seconds, skipped,
+#   (scores{overall, recall, precision, faithfulness, windows}: settings.score, judge.py),
+#   (rerank[{ranker, picked, scores[N]}]: one per chunk (and lane) with --rerank N > 1),
 #   (predicted_spans: [[start_s, end_s], …] in seconds of the input, with predict_spans)
 ITEM_DONE = "item_done"
 WARNING = "warning"  # item|None, message, (code)
 ERROR = "error"  # item|None, desc|None, kind, message
 BYE = "bye"  # ok, items_done, items_failed, exit_code, (retired: "idle")
+# The judge's scores of a target (item_done ``scores``), in the order they are shown.
+SCORE_NAMES = ("overall", "recall", "precision", "faithfulness")
 EVENT_NAMES = (HELLO, LOAD, ITEM_START, CHUNK, ITEM_DONE, WARNING, ERROR, BYE)
 # `python -m remote_payload prefetch` (prefetch.py), then error/bye as above:
 PREFETCH_PLAN = "prefetch_plan"  # cache, free_bytes, total_bytes, missing_bytes, backend,

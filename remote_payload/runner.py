@@ -42,6 +42,7 @@ from . import audio_io, stereo
 from .chain import ChainSeparation, chain_paths
 from .engine import Engine, EngineError, OutOfMemory
 from .hub_cache import preflight
+from .judge import Scorer
 from .manifest import OTHER_STEM, Item, Manifest, ManifestError, Settings, item_from_json
 from .protocol import (
     BYE,
@@ -89,6 +90,7 @@ class Runner:
         self.events = events
         self.tally = Tally()
         self.engine: Engine | None = None
+        self.scorer: Scorer | None = None  # quality scores (settings.score), judge.py
         self.waiting_since = time.time()  # the idle clock's origin before any heartbeat
         self.retired: str | None = None  # "idle" once the worker retired by itself
 
@@ -106,6 +108,7 @@ class Runner:
         """Pick the device (``no_gpu`` fails here, before any work), say hello, and check
         the components this job loads can be had (hub_cache.preflight)."""
         self.engine = Engine(self.settings, warn=self.warning)
+        self.scorer = Scorer(self.settings, self.engine.device)
         self.events.emit(HELLO, payload_version=PAYLOAD_VERSION, pid=os.getpid(),
                          python=sys.version.split()[0], **self.engine.describe())
         problem = preflight(self.settings, cwd=self.base)  # before the first item, not at load
@@ -115,7 +118,10 @@ class Runner:
     def ensure_loaded(self) -> None:
         assert self.engine is not None
         if not self.engine.loaded:
-            self.events.emit(LOAD, **self.engine.load())
+            fields = self.engine.load()
+            assert self.scorer is not None  # the judge too, before any work: fails early
+            fields.update(self.scorer.ensure_loaded(self.engine.model))
+            self.events.emit(LOAD, **fields)
 
     def run_item(self, item: Item) -> None:
         """Every description of one item; errors become events, job-fatal ones propagate."""
@@ -292,8 +298,28 @@ class Runner:
               skipped: bool, **extra) -> None:
         outputs = {stem: {"path": path, "sha256": shas[stem], "bytes": os.path.getsize(path)}
                    for stem, path in job.paths.items()}
+        extra.update(self._quality(item, job, shas))
         self.events.emit(ITEM_DONE, item=item.id, desc=job.index, description=job.description,
                          outputs=outputs, seconds=round(seconds, 3), skipped=skipped, **extra)
+
+    def _quality(self, item: Item, job: DescJob, shas: dict[str, str]) -> dict:
+        """item_done's ``rerank`` (the candidate kept per chunk) and ``scores`` fields."""
+        extra: dict = {}
+        if job.ranks:
+            extra["rerank"] = [job.ranks[key] for key in sorted(job.ranks)]
+        assert self.scorer is not None
+        if not self.scorer.enabled or "target" not in job.paths:  # a stem split: not scored
+            return extra
+        try:
+            extra.update(self.scorer.scores(os.path.join(self.base, item.input),
+                                            job.paths["target"], shas["target"],
+                                            job.description))
+        except EngineError:
+            raise
+        except Exception as exc:  # the outputs stand; only their scores are missing
+            self.warning(f"could not score item {item.id} description {job.index}: "
+                         f"{type(exc).__name__}: {exc}", item=item.id, code="score_failed")
+        return extra
 
     def run_items(self, items: list[Item]) -> None:
         for item in items:

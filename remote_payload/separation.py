@@ -43,6 +43,7 @@ class DescJob:
     adders: dict[str, OverlapAdd] = field(default_factory=dict)
     writers: dict[str, audio_io.StreamWriter] = field(default_factory=dict)
     chunks_done: int = 0
+    ranks: dict[tuple[int, int], dict] = field(default_factory=dict)  # (chunk, lane) -> pick
 
 
 def make_plan(info: audio_io.AudioInfo, settings: Settings, chunk_seconds: float) -> list[Chunk]:
@@ -91,6 +92,8 @@ class ItemSeparation:
         plan = make_plan(self.info, self.settings, chunk_seconds)
         self.plan = plan
         self.total_chunks = len(plan)
+        for job in self.jobs:
+            job.ranks.clear()  # an OOM retry plans other chunks
         out_rate = self.settings.sample_rate or self.info.sample_rate
         out_frames = (self.info.frames if out_rate == self.info.sample_rate
                       else max(1, round(self.info.frames * out_rate / self.info.sample_rate)))
@@ -131,6 +134,8 @@ class ItemSeparation:
             separated = self.engine.separate(signals, descs, seed, anchors=anchors, **prompts)
             for (c, j, lane), pair in zip(entries, separated, strict=True):
                 results.setdefault((c, j), {})[lane] = pair
+            for (c, j, lane), rank in zip(entries, self.engine.last_ranks or [], strict=False):
+                self.jobs[j].ranks[(c, lane)] = rank  # which candidate the ranker kept
             while next_chunk in inputs and all(
                     len(results.get((next_chunk, j), {})) == self.lanes
                     for j in range(len(self.jobs))):

@@ -109,6 +109,12 @@ def _model(value: Any) -> str:
     return resolve_model(value.strip())
 
 
+def _judge(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a Hub id (facebook/sam-audio-judge) or a folder on the host")
+    return value.strip()
+
+
 def _device(value: Any) -> str:
     if isinstance(value, str) and (value in ("auto", "cuda", "cpu") or (
             value.startswith("cuda:") and value[5:].isdigit())):
@@ -190,9 +196,12 @@ ROWS: tuple[SettingRow, ...] = (
                "panned source in place), mid (the mono estimate on every channel) or channels "
                "(one pass each). docs/stereo.md.",
                metavar="|".join(STEREO_MODES)),
-    # Settings.score comes with the judge (issue 9 item 5): the row is live once the field is.
-    *([SettingRow("score", "score", _flag, "Score each target with the SAM Audio judge.",
-                  flag=True)] if "score" in SETTINGS_FIELDS else []),
+    SettingRow("score", "score", _flag, "Score each target with the SAM Audio judge "
+               "(overall, recall, precision, faithfulness): in the summary, --json and a "
+               "batch's scores.csv (docs/scores.md).", flag=True),
+    SettingRow("judge_model", "judge_model", _judge,
+               "The judge for --score: a Hub id (default facebook/sam-audio-judge) or a "
+               "folder on the host.", metavar="MODEL"),
 )
 
 ROW_BY_NAME = {row.name: row for row in ROWS}

@@ -2,6 +2,8 @@
 
     REAL_PY tests/real_sam_tiny.py OUT_DIR
 
+    REAL_PY tests/real_sam_tiny.py --judge OUT_DIR T5_DIR [MAX_POSITIONS]   (a tiny judge)
+
 writes ``OUT_DIR/config.json`` + ``OUT_DIR/checkpoint.pt`` (what ``SAMAudio.from_pretrained``
 reads from a local folder) and ``OUT_DIR/t5`` (a tiny T5 encoder + sentencepiece tokenizer
 trained here on a few sentences: the real config names a Hub model, unreachable offline, and
@@ -71,6 +73,52 @@ def build_t5(folder: Path) -> None:
     T5EncoderModel(config).save_pretrained(folder)
 
 
+# The judge's score scale: SAMAudioJudgeModel de-normalises its pooled head output with
+# ``pooled * std + mean``. A tiny random judge gets mean 3 (scores a few units, like the
+# real one's) so that bf16's resolution there (1/64) is what it is for the released judge.
+JUDGE_MEAN = 3.0
+
+
+def tiny_judge_config(max_positions: int = 10_000) -> dict:
+    """A SAMAudioJudgeConfig with every part shrunk; the codec keeps its real rates (hop
+    1920 at 48 kHz) and the PE transformers their RoPE table (``max_positions``)."""
+    pe = {"hidden_size": DIM, "intermediate_size": 2 * DIM, "num_hidden_layers": 1,
+          "num_attention_heads": 2, "max_position_embeddings": max_positions}
+    return {
+        "audio_codec": {"encoder_dim": 4, "encoder_rates": [2, 8, 10, 12], "latent_dim": 16,
+                        "n_codebooks": 2, "codebook_size": 16, "codebook_dim": CODEBOOK_DIM,
+                        "sample_rate": 48_000},
+        "transformer": pe,
+        "finetune_transformer": pe,
+        "text_model": {"vocab_size": 64, "hidden_size": DIM, "intermediate_size": 2 * DIM,
+                       "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "global_attn_every_n_layers": 1, "pad_token_id": 0,
+                       "bos_token_id": 1, "eos_token_id": 1, "cls_token_id": 1,
+                       "sep_token_id": 1, "max_position_embeddings": 64},
+        "nth_text_layer": 1,
+        "bottleneck_dim": 16,
+    }
+
+
+def build_judge(out: Path, t5_dir: Path, seed: int = 0, max_positions: int = 10_000) -> Path:
+    """A tiny random SAMAudioJudgeModel folder: config.json, checkpoint.pt, tokenizer."""
+    import torch
+    from sam_audio.model.config import SAMAudioJudgeConfig
+    from sam_audio.model.judge import SAMAudioJudgeModel
+    from transformers import AutoTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = tiny_judge_config(max_positions)
+    torch.manual_seed(seed)
+    model = SAMAudioJudgeModel(SAMAudioJudgeConfig(**config))
+    with torch.no_grad():
+        model.mean.fill_(JUDGE_MEAN)
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    torch.save(model.state_dict(), out / "checkpoint.pt")
+    AutoTokenizer.from_pretrained(t5_dir).save_pretrained(out)  # any tokenizer AutoTokenizer reads
+    return out
+
+
 def build(out: Path, seed: int = 0) -> Path:
     import torch
     from sam_audio import SAMAudio
@@ -94,4 +142,8 @@ def build(out: Path, seed: int = 0) -> Path:
 
 
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1])))
+    if sys.argv[1] == "--judge":  # --judge OUT_DIR T5_DIR [MAX_POSITIONS]
+        extra = [int(sys.argv[4])] if len(sys.argv) > 4 else []
+        print(build_judge(Path(sys.argv[2]), Path(sys.argv[3]), 0, *extra))
+    else:
+        print(build(Path(sys.argv[1])))

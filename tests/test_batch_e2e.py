@@ -298,7 +298,8 @@ def test_unknown_host_key_fails_every_unit_with_host_key(tmp_path, make_ssh_serv
     assert not remote_jobs(tmp_path, "gpu1")
 
 
-ITEM_KEYS = {"input", "description", "status", "host", "kind", "message", "seconds", "outputs"}
+ITEM_KEYS = {"input", "description", "status", "host", "kind", "message", "seconds", "outputs",
+             "scores"}
 
 
 def test_local_host_through_the_cli_and_the_json_contract(tmp_path):
@@ -321,7 +322,8 @@ def test_local_host_through_the_cli_and_the_json_contract(tmp_path):
     body = json.loads(result.stdout)
     # The --json contract (docs/batch.md): envelope, result keys, keys of every item.
     assert body["v"] == 1 and body["ok"] is True and body["command"] == "batch"
-    assert set(body["result"]) == {"items", "counts", "loads", "state_file"}
+    assert set(body["result"]) == {"items", "counts", "loads", "state_file", "scores_csv"}
+    assert body["result"]["scores_csv"] is None  # no --score
     assert body["result"]["counts"] == {"queued": 0, "running": 0, "done": 3, "failed": 0,
                                         "skipped": 0}
     assert body["result"]["loads"] == {"local": 1}

@@ -145,9 +145,12 @@ def test_real_model_bf16_batched_channels_resampled(real_python: str, tiny_model
     assert proc.returncode == 0, proc.stderr[-3000:]
     load = of(events, "load")[0]
     assert load["dtype"] == "bf16"
-    # rerank > 1 keeps the text ranker's slot; the visual one serves only a video job; the
-    # vision encoder is built on the first video only (lean load)
+    # rerank > 1 without a video: the visual ranker is never built (and the lean load builds
+    # no vision encoder); this config has no text ranker, so reranking would only cost
+    # time: a warning, and one candidate
     assert load["components_off"] == ["span_predictor", "vision_encoder", "visual_ranker"]
+    assert load["candidates"] == 1
+    assert [w["code"] for w in of(events, "warning")].count("rerank_no_ranker") == 1
     assert of(events, "item_start")[0]["batch"] == 3
     (done,) = of(events, "item_done")
     check_outputs(done, source, rate=32000)

@@ -129,7 +129,9 @@ def test_standin_predict_spans_flag_is_the_pins_no_op():
         from sam_audio import SAMAudio, SAMAudioProcessor
     finally:
         sys.path.remove(str(STANDINS))
-    model = SAMAudio.from_pretrained("facebook/sam-audio-small").eval()
+    # the rankers off, as the payload loads it (the stand-in builds what its config names)
+    model = SAMAudio.from_pretrained("facebook/sam-audio-small", text_ranker=None,
+                                     visual_ranker=None).eval()
     processor = SAMAudioProcessor.from_pretrained("facebook/sam-audio-small")
     audio = torch.zeros(1, 20 * HOP)
     audio[0, frames(5, 9)] = 0.5

@@ -52,6 +52,7 @@ GOOD = {
     "sample_rate": (44100, "sample_rate", 44100),
     "stereo": ("channels", "stereo", "channels"),
     "score": (True, "score", True),
+    "judge_model": ("/data/judge", "judge_model", "/data/judge"),
 }
 # row -> a value its check refuses (typed as the command line would type it)
 BAD = {
@@ -59,6 +60,7 @@ BAD = {
     "chunk_seconds": 401, "overlap": -1.0, "min_chunk_seconds": 0, "batch_size": -1,
     "solver": "rk4", "steps": 0, "rerank": 0, "predict_spans": "yes", "seed": -1,
     "format": "mp3", "bit_depth": "20", "sample_rate": 100, "stereo": "left", "score": "yes",
+    "judge_model": " ",
 }
 
 

@@ -95,14 +95,14 @@ def test_audio_file_with_a_mask_video_and_no_text(ssh_server, tmp_path):
     mask = write_video(tmp_path / "mask.mp4", box_masks(36, 72, 96, (20, 10, 50, 40)), 30)
     song = tmp_path / "song.wav"
     sf.write(song, 0.2 * np.random.default_rng(0).standard_normal((48_000, 2)), 48_000)
-    result, body = invoke("separate", song, "--video", clip, "--mask", mask, "--rerank", "2",
+    result, body = invoke("separate", song, "--video", clip, "--mask", mask,
                           "--model", "small-tv", "--host", "gpu", "--hosts", hosts)
     assert result.exit_code == 0, result.output
     entry = body["result"]["outputs"][0]
     assert Path(entry["target"]).name == "song_source_target.wav" and entry["description"] == ""
     assert sf.info(entry["target"]).frames == 48_000
     settings, item = _job_item(tmp_path, body["result"]["job_id"])
-    assert item["descriptions"] == [""] and settings["rerank"] == 2 and settings["video"]
+    assert item["descriptions"] == [""] and settings["video"]
     # the human summary says what the prompt was
     human = CliRunner().invoke(app, list(map(str, (
         "separate", song, "--video", clip, "--mask", mask, "--model", "small-tv", "--force",

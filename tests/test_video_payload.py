@@ -169,18 +169,23 @@ def test_bf16_model_takes_the_video(tmp_path: Path):
 
 
 def test_visual_ranker_loads_only_for_a_video_job(tmp_path: Path):
+    """The stand-in's default config names ImageBind as the visual ranker (like the released
+    ones): a text job with --rerank never builds it; a video job does, and here, with no
+    imagebind package, fails naming it (remote_payload/rankers.py)."""
     source = write_audio(tmp_path / "in.wav", seconds=0.5, rate=RATE)
     ref, _, _ = write_video(tmp_path / "v", count=13)
     log = tmp_path / "loads.jsonl"
     env = standin_env(SAM_STANDIN_LOAD_LOG=str(log))
-    for name, video in (("text", None), ("visual", ref)):
-        code, _, proc = run_payload(tmp_path / name, [Item("i", str(source), ["x"], ["out/i"],
-                                                           video=video)],
-                                    _settings(rerank=2, video=video is not None), env=env)
-        assert code == 0, proc.stderr[-1500:]
-    text, visual = [json.loads(line)["overrides"] for line in log.read_text().splitlines()]
-    assert text == {"visual_ranker": None, "span_predictor": None}
-    assert visual == {"span_predictor": None}  # both rankers kept: the video can be ranked
+    code, _, proc = run_payload(tmp_path / "text", [Item("i", str(source), ["x"], ["out/i"])],
+                                _settings(rerank=2, video=False), env=env)
+    assert code == 0, proc.stderr[-1500:]
+    assert json.loads(log.read_text().splitlines()[0])["overrides"] == {
+        "visual_ranker": None, "span_predictor": None}
+    code, events, _ = run_payload(tmp_path / "visual", [Item("i", str(source), ["x"], ["out/i"],
+                                                             video=ref)],
+                                  _settings(rerank=2), env=env)
+    (error,) = of(events, "error")
+    assert error["kind"] == "not_provisioned" and "visual ranker ImageBind" in error["message"]
 
 
 def test_video_source_indices_hold_the_last_frame():

@@ -87,6 +87,7 @@ def run_batch(
         if not force and state.is_done(unit, fingerprints[unit.key]):
             queue.skip(unit.key)
             queue.results[unit.key].outputs = dict(state.done[unit.key]["outputs"])
+            queue.results[unit.key].scores = state.done[unit.key].get("scores")
     to_write = [path for unit in plan.units if queue.results[unit.key].status != SKIPPED
                 for path in unit.outputs.values()]
     if to_write:  # before the exists() checks below: they raise on a name too long
@@ -223,4 +224,4 @@ def _item(unit: Unit, result: Any) -> dict[str, Any]:
         extra["predicted_spans"] = result.predicted_spans
     return {"input": str(unit.input), "description": unit.description, "status": result.status,
             "host": result.host, "kind": result.kind, "message": result.message,
-            "seconds": result.seconds, "outputs": outputs, **extra}
+            "seconds": result.seconds, "outputs": outputs, "scores": result.scores, **extra}

@@ -363,15 +363,16 @@ class HostWorker(threading.Thread):
 
         def done(unit: Unit, shas: dict[str, str]) -> None:
             event = claimed.pop(unit.key)
-            seconds = event.get("seconds")
+            seconds, scores = event.get("seconds"), event.get("scores")
             self.queue.results[unit.key].predicted_spans = event.get("predicted_spans")
             # Delivered (verified, renamed) even if the state cannot be saved (disk full):
             # the report says so; a rerun pulls it again from the worker's job.
-            self.queue.complete(unit.key, self.host_name, shas, seconds)
+            self.queue.complete(unit.key, self.host_name, shas, seconds, scores)
             self.status.done += 1
             self.status.busy_seconds += float(seconds or 0)
             self._forget(job, unit)
-            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name)
+            self.state.mark_done(unit, self.fingerprints[unit.key], shas, self.host_name,
+                                 scores)
 
         try:
             job.pull_many([(job.items[e["item"]], e.get("outputs") or {})

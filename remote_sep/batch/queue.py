@@ -31,6 +31,7 @@ class UnitResult:
     attempts: int = 0
     seconds: float | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # role -> sha256
+    scores: dict | None = None  # the judge's scores of the target (--score)
     predicted_spans: list | None = None  # [[start_s, end_s], …] with predict_spans
 
 
@@ -71,7 +72,8 @@ class WorkQueue:
             self._claims.pop(key, None)
             self._lock.notify_all()
 
-    def complete(self, key: str, host: str, outputs: dict[str, str], seconds: float | None) -> None:
+    def complete(self, key: str, host: str, outputs: dict[str, str], seconds: float | None,
+                 scores: dict | None = None) -> None:
         with self._lock:
             self._claims.pop(key, None)
             self._owner.pop(key, None)
@@ -80,6 +82,7 @@ class WorkQueue:
             result = self.results[key]
             result.status, result.host, result.outputs = DONE, host, dict(outputs)
             result.seconds, result.kind, result.message = seconds, None, None
+            result.scores = scores
             self._lock.notify_all()
 
     def fail(self, key: str, host: str, kind: str, message: str) -> None:

@@ -82,9 +82,12 @@ class BatchState:
             self.sent.update(change)
             self._merge_save(sent=change)
 
-    def mark_done(self, unit: Unit, fingerprint: str, shas: dict[str, str], host: str) -> None:
+    def mark_done(self, unit: Unit, fingerprint: str, shas: dict[str, str], host: str,
+                  scores: dict | None = None) -> None:
         with self._lock:
             entry = {"fingerprint": fingerprint, "outputs": dict(shas), "host": host}
+            if scores:  # kept for a resumed batch's scores.csv
+                entry["scores"] = dict(scores)
             self.done[unit.key] = entry
             self.sent.pop(unit.key, None)
             self._merge_save(done={unit.key: entry}, unsent=[unit.key])

@@ -13,6 +13,7 @@ from remote_payload.protocol import exit_code_for
 from remote_sep import profiles
 from remote_sep.batch.fleet import BatchReport, run_batch
 from remote_sep.batch.plan import DEFAULT_TEMPLATE, SPLIT_TEMPLATE, plan_batch
+from remote_sep.batch.scores import write_scores
 from remote_sep.cli.batch_view import LiveView, render_failures
 from remote_sep.cli.common import (
     JsonOption,
@@ -22,6 +23,7 @@ from remote_sep.cli.common import (
     run_command,
     terminal_owner,
 )
+from remote_sep.cli.separate import score_line
 from remote_sep.cli.setting_options import setting_options
 from remote_sep.errors import ConfigError
 from remote_sep.hosts.shell import quote_argv
@@ -135,7 +137,9 @@ def batch(
                                                      idle_timeout=worker_idle_timeout))
         if preview:
             _previews(report)
-        _finish(report, as_json, command_line)
+        scored = any(s.score for s in built.values())  # --score, or a host's default
+        scores = write_scores(plan.out_dir, report.items) if scored else None
+        _finish(report, as_json, command_line, scores)
         if not as_json:
             for profile in fleet:
                 offer_to_save(profile, hosts_file)
@@ -171,7 +175,8 @@ def _previews(report: BatchReport) -> None:
                 item.get("host") or "batch")]
 
 
-def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
+def _finish(report: BatchReport, as_json: bool, command_line: str,
+            scores: Path | None = None) -> None:
     """Print the per-unit results (JSON) or a summary; exit by the worst outcome."""
     kind, stopped = None, report.error
     if stopped is not None:  # a local write error stopped every host
@@ -189,7 +194,7 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
     if as_json:
         body = envelope("batch", kind is None, result={
             "items": report.items, "counts": report.counts, "loads": report.loads,
-            "state_file": report.state_file})
+            "state_file": report.state_file, "scores_csv": str(scores) if scores else None})
         if kind:
             body["exit_code"] = exit_code_for(kind)
             body["error"] = stopped or {"kind": kind, "message": _summary(report, kind),
@@ -210,6 +215,14 @@ def _finish(report: BatchReport, as_json: bool, command_line: str) -> None:
                                       f"[{item['description']}]: {found}", markup=False,
                                       soft_wrap=True)
             err_console.print(_summary(report), markup=False)
+            if scores is not None:
+                scored = [i for i in report.items if i.get("scores")]
+                for item in scored:
+                    err_console.print(f"{Path(item['input']).name}: "
+                                      f"{score_line(item['description'], item['scores'])}",
+                                      markup=False, soft_wrap=True)
+                err_console.print(f"scores of {len(scored)} unit(s): {scores}", markup=False,
+                                  soft_wrap=True)
             for hint in report.hints:
                 err_console.print(f"  hint: {hint}", markup=False, soft_wrap=True)
         if kind == "interrupted":

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from remote_payload.protocol import SCORE_NAMES
 from remote_sep.cli.common import (
     HostArg,
     HostOption,
@@ -56,6 +57,9 @@ def _print_outputs(result: dict[str, Any]) -> None:
         err_console.print(f"visual prompt: {Path(video['video']).name}, {what}, "
                           f"{video['frames']} frames at {video['fps']:g} fps", markup=False)
     for entry in result["outputs"]:
+        if entry.get("scores"):
+            err_console.print(score_line(entry["description"], entry["scores"]), markup=False,
+                              soft_wrap=True)
         if "predicted_spans" in entry:
             from remote_sep.jobs.spans import describe
 
@@ -64,6 +68,12 @@ def _print_outputs(result: dict[str, Any]) -> None:
                               markup=False, soft_wrap=True)
     err_console.print(f"job {result['job_id']} on {result['host']}: done in "
                       f"{result['seconds']:.1f} s", markup=False)
+
+
+def score_line(description: str | None, scores: dict[str, Any]) -> str:
+    """One summary line: the judge's four scores of one target."""
+    shown = ", ".join(f"{name} {scores[name]:.2f}" for name in SCORE_NAMES if name in scores)
+    return f"scores of '{description}': {shown}"
 
 
 @setting_options("separate")

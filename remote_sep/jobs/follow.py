@@ -165,6 +165,8 @@ class Link:
 class FollowResult:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> kind -> path
     shas: dict[str, str] = field(default_factory=dict)  # local path -> sha256
+    # key -> item_done's quality fields: ``scores`` (--score), ``rerank`` (--rerank)
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
     # key -> [[start_s, end_s], …]: the span predictor's finds (item_done, predict_spans)
     predicted_spans: dict[str, list] = field(default_factory=dict)
     bye: dict[str, Any] | None = None
@@ -242,8 +244,11 @@ def follow_job(link: Link, record: records.JobRecord, cursor: Cursor,
             name = event.get("event")
             if name == "item_done":
                 pull_outputs(link, record, event, notify, result)
+                key = records.output_key(str(event.get("item")), int(event.get("desc") or 0))
+                quality = {k: event[k] for k in ("scores", "rerank") if event.get(k)}
+                if quality:
+                    result.quality[key] = quality
                 if "predicted_spans" in event:
-                    key = records.output_key(str(event.get("item")), int(event.get("desc") or 0))
                     result.predicted_spans[key] = event["predicted_spans"]
             elif name == "error" and first_error is None:
                 first_error = event

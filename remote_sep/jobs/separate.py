@@ -398,6 +398,7 @@ def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
         for kind, path in kinds.items():
             entry[kind] = path
             entry[f"{kind}_sha256"] = follow.shas[path]
+        entry.update(follow.quality.get(key, {}))  # scores, rerank (when asked for)
         if key in follow.predicted_spans:  # seconds of the input (--predict-spans)
             entry["predicted_spans"] = follow.predicted_spans[key]
         outputs.append(entry)

@@ -59,16 +59,28 @@ Behaviour, chosen by environment variables (read at each call):
   weights + roberta-base; the judge ``@sam_audio`` + its main-branch tokenizer; ImageBind
   into ``./.checkpoints``): offline (``HF_HUB_OFFLINE``) only from the cache.
 - ``SAM_STANDIN_LOAD_LOG=path``: each ``SAMAudio.from_pretrained`` appends one JSON line
-  (``model``, ``overrides``, ``pid``): tests count loads and check switched-off parts.
+  (``model``, ``overrides``, ``pid``): tests count loads and check switched-off parts; each
+  ranker built adds ``{"ranker_built": kind}``, each judge load ``{"judge": id}``.
+- Rankers (``ranking/``, the real module names): ``SAMAudio`` builds what its config names
+  (default: a judge text ranker and an ImageBind visual ranker) unless overridden with None;
+  ``separate`` with ``reranking_candidates=N`` makes N candidates (differing by their noise)
+  and keeps the argmax of the visual ranker (with a masked video) or the text ranker, else
+  candidate 0 — the real rule. ``SAM_STANDIN_IMAGEBIND=1``: ImageBind counts as installed.
+- Judge (``judge.py``, ``processor.SAMAudioJudgeProcessor``): see judge.py for the score
+  formula and limits. ``SAM_STANDIN_UNCACHED=id,…`` / ``SAM_STANDIN_GATED=id,…``: loading
+  those repos (e.g. ``facebook/sam-audio-judge``) raises the real LocalEntryNotFoundError /
+  GatedRepoError.
 - ``SAM_STANDIN_SECONDS_PER_SECOND=x``: ``separate`` sleeps x seconds per second of audio
   in the batch (slows a job down so tests can kill links mid-run).
 - ``SAM_STANDIN_HOLD=path``: ``separate`` waits while that file exists (a test holds an
   item on the "GPU" for as long as it needs, whatever the machine's load).
 """
 
+from .judge import SAMAudioJudgeModel, SAMAudioJudgeOutput
 from .model import SAMAudio, SeparationResult
-from .processor import Batch, SAMAudioProcessor
+from .processor import Batch, SAMAudioJudgeProcessor, SAMAudioProcessor
 
 IS_STANDIN = True
 
-__all__ = ["SAMAudio", "SAMAudioProcessor", "Batch", "SeparationResult", "IS_STANDIN"]
+__all__ = ["SAMAudio", "SAMAudioProcessor", "Batch", "SeparationResult", "IS_STANDIN",
+           "SAMAudioJudgeModel", "SAMAudioJudgeOutput", "SAMAudioJudgeProcessor"]

@@ -8,9 +8,16 @@ import os
 KNOWN_PREFIX = "facebook/sam-audio-"
 DEFAULT_CONFIG = {
     "audio_codec": {"sample_rate": 48_000, "hop_length": 1920},
-    "text_ranker": {"kind": "clap"},
+    "text_ranker": {"kind": "judge", "checkpoint_or_model_id": "facebook/sam-audio-judge"},
     "visual_ranker": {"kind": "imagebind"},
     "span_predictor": "pe-a-frame-large",
+}
+
+
+JUDGE_ID = "facebook/sam-audio-judge"
+DEFAULT_JUDGE_CONFIG = {
+    "audio_codec": {"sample_rate": 48_000, "hop_length": 1920},
+    "transformer": {"max_position_embeddings": 10_000},
 }
 
 
@@ -18,7 +25,12 @@ def _url(repo_id: str) -> str:
     return f"https://huggingface.co/{repo_id}"
 
 
-def resolve_config(model_id: str) -> dict:
+def _listed(variable: str, model_id: str) -> bool:
+    return model_id in os.environ.get(variable, "").split(",")
+
+
+def resolve_config(model_id: str, default: dict | None = None,
+                   revision: str | None = None) -> dict:
     """The config a real load would read (config.json), or the real Hub error."""
     from huggingface_hub.utils import (
         GatedRepoError,
@@ -27,19 +39,27 @@ def resolve_config(model_id: str) -> dict:
         RepositoryNotFoundError,
     )
 
+    default = DEFAULT_CONFIG if default is None else default
     if os.path.isdir(model_id):
         path = os.path.join(model_id, "config.json")
         with open(path, encoding="utf-8") as fin:
-            return {**DEFAULT_CONFIG, **json.load(fin)}
+            return {**default, **json.load(fin)}
     if os.environ.get("SAM_STANDIN_HUB") == "1":
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(model_id)  # base.py:36 (revision None), offline-aware
+        # base.py:36 (revision None; the judge's is "sam_audio"), offline-aware
+        folder = snapshot_download(model_id, revision=revision)
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as fin:
-            config = {**DEFAULT_CONFIG, **json.load(fin)}
+            config = {**default, **json.load(fin)}
         require_checkpoint(folder)
         return config
     fail = os.environ.get("SAM_STANDIN_FAIL", "")
+    if _listed("SAM_STANDIN_UNCACHED", model_id):  # this repo only: not cached, no Hub
+        fail = "offline"
+    elif _listed("SAM_STANDIN_GATED", model_id):
+        fail = "gated"
+    elif model_id == JUDGE_ID and fail not in ("offline", "auth"):
+        fail = ""  # SAM_STANDIN_FAIL=gated/missing is about the separation model
     if fail == "gated":
         raise GatedRepoError(
             f"403 Client Error. Cannot access gated repo for url {_url(model_id)}/resolve/main/"
@@ -63,7 +83,12 @@ def resolve_config(model_id: str) -> dict:
             f"404 Client Error. Repository Not Found for url: {_url(model_id)}/resolve/main/"
             "config.json. Please make sure you specified the correct `repo_id`."
         )
-    return dict(DEFAULT_CONFIG)
+    return dict(default)
+
+
+def judge_config(model_id: str) -> dict:
+    """The judge's config.json (``facebook/sam-audio-judge`` revision sam_audio, or a folder)."""
+    return resolve_config(model_id, DEFAULT_JUDGE_CONFIG, revision="sam_audio")
 
 
 def require_checkpoint(model_id: str) -> None:

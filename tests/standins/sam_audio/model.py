@@ -14,6 +14,7 @@ import torch
 from . import _video
 from . import anchors as span_prompts
 from ._hub import fetch_components, require_checkpoint, resolve_config
+from .ranking import create_ranker
 
 DFLT_ODE_OPT = {"method": "midpoint", "options": {"step_size": 2 / 32}}
 TAPS = 255  # odd: a centred ("same") FIR
@@ -93,11 +94,6 @@ class PerceptionEncoder(_video.VisionEncoder):
             torch.nn.init.normal_(self.ballast)
 
 
-def create_ranker(config):
-    """The real ``sam_audio.ranking.create_ranker``'s place (the stand-in keeps the config)."""
-    return config
-
-
 # The real load_state_dict skips these (they load from their own pretrained files).
 NOT_IN_CHECKPOINT = ("text_encoder", "visual_ranker", "text_ranker", "span_predictor")
 
@@ -123,8 +119,10 @@ class SAMAudio(torch.nn.Module):
         self.text_encoder = T5TextEncoder(config.get("text_encoder"))
         self.vision_encoder = PerceptionEncoder(
             PerceptionEncoderConfig(**(config.get("vision_encoder") or {})))
-        self.text_ranker = create_ranker(config.get("text_ranker"))
+        # built at load like the real ones (ranking/): what config.json names, unless
+        # from_pretrained overrode the key with None
         self.visual_ranker = create_ranker(config.get("visual_ranker"))
+        self.text_ranker = create_ranker(config.get("text_ranker"))
         if config.get("span_predictor") is not None:
             self.span_predictor = span_prompts.SpanPredictor(self.hop_length, self.sample_rate)
             self.span_predictor_transform = span_prompts.SpanPredictorTransform()
@@ -209,20 +207,43 @@ class SAMAudio(torch.nn.Module):
         if noise is None:
             noise = torch.randn(bsz * reranking_candidates, frames, 128,
                                 device=audios.device, dtype=audios.dtype)
-        target = self._split(padded, batch.descriptions)
+        cands = reranking_candidates
+        # (B, N, T): candidate c of item b differs from the others by its own noise only
+        target = self._split(padded, batch.descriptions)[:, None].repeat(1, cands, 1)
         if os.environ.get("SAM_STANDIN_MODE", "dsp") != "lti":
             level = float(os.environ.get("SAM_STANDIN_NOISE", "1e-3"))
-            jitter = noise[::reranking_candidates].reshape(bsz, -1)[:, :1]
+            jitter = noise.reshape(bsz, cands, -1)[:, :, :1]
             ramp = torch.linspace(-1, 1, padded_len, device=audios.device, dtype=audios.dtype)
             target = target + level * jitter * ramp
-        target = span_prompts.apply_anchors(target, padded[:, 0], tokens, self.hop_length)
+        target = torch.stack([span_prompts.apply_anchors(target[:, c], padded[:, 0], tokens,
+                                                         self.hop_length)
+                              for c in range(cands)], dim=1)  # each candidate, (B, T)
         if video is not None:
-            target = target + video
+            target = target + video[:, None]  # every candidate
         # Beyond each item's own samples the real decoder returns codec output, not silence.
-        for row, own in zip(target, batch.wav_sizes, strict=True):
-            row[int(own):] = 0.25
-        residual = padded[:, 0] - target
+        for rows, own in zip(target, batch.wav_sizes, strict=True):
+            rows[:, int(own):] = 0.25
+        residual = padded[:, 0][:, None] - target
         sizes = batch.sizes * self.hop_length
-        targets = [row[: int(size)] for row, size in zip(target, sizes, strict=True)]
-        residuals = [row[: int(size)] for row, size in zip(residual, sizes, strict=True)]
-        return SeparationResult(target=targets, residual=residuals, noise=noise)
+        target_wavs = [rows[:, : int(size)] for rows, size in zip(target, sizes, strict=True)]
+        residual_wavs = [rows[:, : int(size)] for rows, size in zip(residual, sizes, strict=True)]
+        idxs = self._rank(batch, target_wavs, sizes, cands)
+        return SeparationResult(target=[w[i] for w, i in zip(target_wavs, idxs, strict=True)],
+                                residual=[w[i] for w, i in zip(residual_wavs, idxs, strict=True)],
+                                noise=noise)
+
+    def _rank(self, batch, target_wavs, sizes, cands: int) -> torch.Tensor:
+        """The real choice: the visual ranker with a masked video, else the text ranker,
+        else candidate 0 (silently)."""
+        if cands > 1 and batch.masked_video is not None and self.visual_ranker is not None:
+            scores = self.visual_ranker(extracted_audio=target_wavs, videos=batch.masked_video,
+                                        sample_rate=self.sample_rate)
+            return scores.argmax(dim=1)
+        if cands > 1 and self.text_ranker is not None:
+            input_audio = [audio[:, : int(size)].expand(cands, -1)
+                           for audio, size in zip(batch.audios, sizes, strict=False)]
+            scores = self.text_ranker(extracted_audio=target_wavs, input_audio=input_audio,
+                                      descriptions=batch.descriptions,
+                                      sample_rate=self.sample_rate)
+            return scores.argmax(dim=1)
+        return torch.zeros(len(target_wavs), dtype=torch.long)

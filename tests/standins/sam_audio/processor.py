@@ -86,3 +86,66 @@ class SAMAudioProcessor:
                      descriptions=list(descriptions), hop_length=self.audio_hop_length,
                      audio_sampling_rate=self.audio_sampling_rate, audio_pad_mask=mask,
                      anchors=anchors, masked_video=masked_video)
+
+
+class _Features(dict):
+    """transformers' BatchFeature as the judge uses it: a dict with ``.to(device)``."""
+
+    def to(self, device):
+        return _Features({k: v.to(device) for k, v in self.items()})
+
+
+class SAMAudioJudgeProcessor:
+    """Same call shape as the real one (processor.py ``SAMAudioJudgeProcessor``): reflect
+    pad to whole frames (torch's own error at <= half a frame), 48 kHz only (the real
+    ValueError), (B, 1, T) ``input_values`` / ``separated_values``, a ``padding_mask``.
+    The tokenizer is one id per word (the stand-in judge counts them)."""
+
+    def __init__(self, audio_hop_length: int, audio_sampling_rate: int):
+        self.audio_hop_length = audio_hop_length
+        self.audio_sampling_rate = audio_sampling_rate
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str) -> SAMAudioJudgeProcessor:
+        from ._hub import judge_config
+
+        codec = judge_config(model_name_or_path).get("audio_codec", {})
+        return cls(audio_hop_length=int(codec.get("hop_length", 1920)),
+                   audio_sampling_rate=int(codec.get("sample_rate", 48_000)))
+
+    def _reflect_pad(self, wav):
+        if wav.ndim == 1:
+            wav = wav.unsqueeze(0)
+        rest = wav.size(-1) % self.audio_hop_length
+        if rest == 0:
+            return wav
+        return torch.nn.functional.pad(wav, (0, self.audio_hop_length - rest), mode="reflect")
+
+    def _process_audio(self, raw_audio, sampling_rate=None):
+        if sampling_rate is not None and sampling_rate != self.audio_sampling_rate:
+            raise ValueError(f"The model corresponding to this feature extractor: {self} was "
+                             f"trained using a sampling rate of {self.audio_sampling_rate}. "
+                             "Please make sure that the provided audio input was sampled with "
+                             f"{self.audio_sampling_rate} and not {sampling_rate}.")
+        if not isinstance(raw_audio, list | tuple):
+            raw_audio = [raw_audio]
+        padded = [self._reflect_pad(x).T for x in raw_audio]
+        lengths = torch.tensor([x.size(0) for x in padded])
+        values = pad_sequence(padded, batch_first=True).transpose(1, 2)
+        mask = torch.arange(int(lengths.max()))[None] < lengths[:, None]
+        return _Features({"input_values": values, "padding_mask": mask})
+
+    def __call__(self, text=None, input_audio=None, separated_audio=None, sampling_rate=None,
+                 **kwargs):
+        batch = _Features()
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            ids = [torch.tensor([1 + (hash(w) % 997) for w in t.split()] or [0]) for t in texts]
+            input_ids = pad_sequence(ids, batch_first=True)
+            batch.update(input_ids=input_ids, attention_mask=(input_ids != 0).long())
+        if input_audio is not None:
+            batch.update(self._process_audio(input_audio, sampling_rate))
+        if separated_audio is not None:
+            batch["separated_values"] = self._process_audio(separated_audio,
+                                                            sampling_rate)["input_values"]
+        return batch
