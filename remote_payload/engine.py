@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import rankers
+from . import rankers, video
 from .manifest import HOP_LENGTH, Settings, resolve_model
 
 # The memory one call needs beyond the weights comes from vram_fit (fitted by
@@ -144,6 +144,8 @@ class Engine:
             raise EngineError(*mapped) from exc
         self.model = model  # in its dtype, its rankers in fp32 (rankers.kept_fp32)
         self.processor = processor
+        if settings.video:
+            video.fit_vision_encoder(self.model, self.dtype, self.device)
         extra: dict[str, Any] = {}
         if self.candidates > 1:
             extra["ranker"] = rankers.usable_ranker(self.model, settings)
@@ -237,17 +239,22 @@ class Engine:
                 for sig in signals]
 
     def separate(self, signals: list[np.ndarray], descriptions: list[str], seed: int,
-                 anchors: list[list] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                 anchors: list[list] | None = None,
+                 videos: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Separate equal-length 1-D model-rate signals; each output trimmed to its input.
-        ``anchors``: per signal, its span prompts (the processor's ``anchors``; spans.py)."""
+        ``anchors``: per signal, its span prompts (the processor's ``anchors``; spans.py).
+        ``videos``: per signal, its chunk's (frames, masks) (video.VideoSource.for_chunk)."""
         torch = self.torch
         settings = self.settings
         audios = self._audios(signals)
         ode_opt = {"method": settings.ode_method, "options": {"step_size": settings.ode_step_size}}
         try:
             with contextlib.redirect_stdout(sys.stderr):
+                prompts = {} if videos is None else {
+                    "masked_videos": video.masked_videos(self.processor, videos)}
                 batch = self.processor(descriptions=descriptions, audios=audios,
-                                       anchors=anchors).to(self.device)
+                                       anchors=anchors, **prompts).to(self.device)
                 torch.manual_seed(seed)  # noise and the codec watermark both draw from it
                 rankers.forget_scores(self.model)
                 with torch.inference_mode():

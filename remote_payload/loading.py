@@ -236,7 +236,10 @@ class LazyVisionEncoder(torch.nn.Module):
 
     def _build(self) -> Any:
         with torch.inference_mode(False):  # separate() runs in inference mode
-            with _no_init():
+            # built inside separate(), after the job seeded the RNG for its noise: building
+            # draws from it (the real PE's torch.randn parameters, no nn.init), which would
+            # shift the noise and change the output (seen with the real classes)
+            with _no_init(), torch.random.fork_rng(devices=[]):
                 encoder = self._factory(self._cfg)
             missing, unexpected = torch.nn.Module.load_state_dict(encoder, self._state,
                                                                   strict=False, assign=True)

@@ -98,6 +98,9 @@ class Settings:
     stereo: str = "image"
     # Batch worker (--inbox): retire once the laptop's heartbeat is this old (0: never).
     worker_idle_timeout: float = DEFAULT_WORKER_IDLE_TIMEOUT
+    # The job's items carry visual prompts (Item.video): the visual ranker serves --rerank
+    # and the vision encoder is fitted to the dtype (remote_payload/video.py).
+    video: bool = False
 
     def validate(self) -> None:
         """Every setting checked before the model loads; the message names the field."""
@@ -169,7 +172,7 @@ _SETTING_TYPES: dict[str, type] = {
     "overlap_seconds": float, "min_chunk_seconds": float, "batch_size": int, "rerank": int,
     "predict_spans": bool, "seed": int, "ode_method": str, "ode_step_size": float,
     "format": str, "subtype": str, "sample_rate": int, "stereo": str,
-    "worker_idle_timeout": float, "score": bool, "judge_model": str,
+    "worker_idle_timeout": float, "score": bool, "judge_model": str, "video": bool,
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", float: "a number",
                int: "a whole number"}
@@ -185,6 +188,8 @@ class Item:
     input: str
     descriptions: list[str]
     prefixes: list[str]
+    # A visual prompt: frames + masks files and their fps (format in remote_payload/video.py).
+    video: dict[str, Any] | None = None
     # A stem split: output names, one per description, in chain order (None: plain item)
     stems: list[str] | None = None
     # Span prompts ``[["+"|"-", start_s, end_s], …]`` in seconds of the input (spans.py);
@@ -204,6 +209,16 @@ class Item:
             raise ManifestError(str(exc)) from None
         if self.spans and self.stems is not None:  # a chain's stages run without anchors
             raise ManifestError(f"item {self.id}: spans do not work with stems (a split)")
+        if self.video is not None:
+            from .video import VideoError, check_ref
+
+            if self.stems is not None:
+                raise ManifestError(f"item {self.id}: a stem split takes no video")
+
+            try:
+                check_ref(self.video, f"item {self.id}")
+            except VideoError as exc:
+                raise ManifestError(str(exc)) from None
 
     def _validate_stems(self) -> None:
         stems = self.stems

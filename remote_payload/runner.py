@@ -59,6 +59,7 @@ from .protocol import (
 )
 from .separation import DescJob, ItemSeparation, make_plan, output_paths
 from .spans import SpanError, check_within
+from .video import VideoError, VideoSource, open_video
 
 PAYLOAD_VERSION = "0.1.0"
 POLL_SECONDS = 0.2
@@ -135,7 +136,7 @@ class Runner:
         todo: list[DescJob] = []
         for k, (text, prefix) in enumerate(zip(item.descriptions, item.prefixes, strict=True)):
             paths = output_paths(self.base, prefix, self.settings.extension)
-            if not text or not text.strip():
+            if (not text or not text.strip()) and item.video is None:  # a video is a prompt
                 self.error("bad_description", f"description {k} of item {item.id} is empty",
                            item=item.id, desc=k)
                 continue
@@ -157,10 +158,23 @@ class Runner:
         except SpanError as exc:
             self.error("bad_config", str(exc), item=item.id)
             return
+        source_video = None
+        if item.video is not None:
+            try:
+                source_video = self._open_video(item)
+            except VideoError as exc:
+                self.error("bad_config", str(exc), item=item.id)
+                return
         self.ensure_loaded()
-        self._separate(item, info, todo)
+        self._separate(item, info, todo, source_video)
 
-    def _separate(self, item: Item, info: audio_io.AudioInfo, todo: list[DescJob]) -> None:
+    def _open_video(self, item: Item) -> VideoSource:
+        if not self.settings.video:  # the model was (or will be) loaded without its video path
+            raise VideoError(f"item {item.id} has a video but settings.video is false")
+        return open_video(self.base, item.video)
+
+    def _separate(self, item: Item, info: audio_io.AudioInfo, todo: list[DescJob],
+                  source_video: VideoSource | None = None) -> None:
         assert self.engine is not None
         started = time.monotonic()
         chunk_s = self.settings.chunk_seconds
@@ -173,7 +187,9 @@ class Runner:
                              channels=info.channels, batch=batch, chunks=chunks,
                              chunk_seconds=chunk_s,
                              passes=chunks * stereo.lanes(self.settings.stereo, info.channels),
-                             **({"spans": item.spans} if item.spans else {}))
+                             **({"spans": item.spans} if item.spans else {}),
+                             **({} if source_video is None else
+                                {"video_frames": source_video.count}))
 
         def on_chunk(job: DescJob, total: int) -> None:
             self.events.emit(CHUNK, item=item.id, desc=job.index, done=job.chunks_done,
@@ -184,7 +200,8 @@ class Runner:
         def attempt(chunk_seconds: float, batch_size: int) -> dict[int, dict[str, str]]:
             for job in todo:
                 job.chunks_done = 0
-            runs.append(ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk))
+            runs.append(ItemSeparation(self.engine, self.settings, item, info, todo, on_chunk,
+                                       video=source_video))
             return runs[-1].run(chunk_seconds, batch_size)
 
         shas = self._with_backoff(item, attempt, chunk_s, batch)

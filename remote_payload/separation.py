@@ -30,6 +30,7 @@ from . import spans as span_time
 from .chunking import Chunk, OverlapAdd, plan_chunks
 from .engine import Engine, batch_seed
 from .manifest import Item, Settings
+from .video import VideoSource
 
 
 @dataclass
@@ -62,8 +63,10 @@ class ItemSeparation:
     """Runs the chunk plan of one item for several descriptions in one read of the input."""
 
     def __init__(self, engine: Engine, settings: Settings, item: Item, info: audio_io.AudioInfo,
-                 jobs: list[DescJob], on_chunk: Callable[[DescJob, int], None]):
+                 jobs: list[DescJob], on_chunk: Callable[[DescJob, int], None],
+                 video: VideoSource | None = None):
         self.engine = engine
+        self.video = video  # a visual prompt: each chunk gets the frames of its time range
         self.settings = settings
         self.item = item
         self.info = info
@@ -125,7 +128,10 @@ class ItemSeparation:
             first = entries[0]
             seed = batch_seed(self.settings.seed, self.item.id, *first, len(entries))
             anchors = self._anchors(plan, entries, signals, descs)
-            separated = self.engine.separate(signals, descs, seed, anchors=anchors)
+            prompts = {} if self.video is None else {"videos": [
+                self.video.for_chunk(spans[c][0], spans[c][1] - spans[c][0])
+                for c, _, _ in entries]}
+            separated = self.engine.separate(signals, descs, seed, anchors=anchors, **prompts)
             for (c, j, lane), pair in zip(entries, separated, strict=True):
                 results.setdefault((c, j), {})[lane] = pair
             for (c, j, lane), rank in zip(entries, self.engine.last_ranks or [], strict=False):

@@ -209,7 +209,9 @@ ROW_OF_FIELD = {row.field: row for row in ROWS if row.field is not None}
 # Settings fields no row sets, and why (tests/test_cli_surface.py holds every other field
 # to an option of every command).
 NOT_OPTIONS = {"worker_idle_timeout": "batch's --worker-idle-timeout: a worker's lifetime, "
-                                      "not part of the outputs' fingerprint"}
+                                      "not part of the outputs' fingerprint",
+               "video": "set by separate's --video/--mask/--box (a visual prompt is an input, "
+                        "not a setting: jobs/visual.py)"}
 
 
 def rows_for(command: str) -> list[SettingRow]:

@@ -50,6 +50,12 @@ def _print_outputs(result: dict[str, Any]) -> None:
                 out_console.print(entry[kind], markup=False, highlight=False, soft_wrap=True)
     for png in result.get("previews", []):
         out_console.print(png, markup=False, highlight=False, soft_wrap=True)
+    if result.get("video"):
+        video = result["video"]
+        what = f"box {','.join(map(str, video['box']))}" if video["box"] else \
+            f"mask {Path(video['mask']).name}"
+        err_console.print(f"visual prompt: {Path(video['video']).name}, {what}, "
+                          f"{video['frames']} frames at {video['fps']:g} fps", markup=False)
     for entry in result["outputs"]:
         if entry.get("scores"):
             err_console.print(score_line(entry["description"], entry["scores"]), markup=False,
@@ -72,10 +78,12 @@ def score_line(description: str | None, scores: dict[str, Any]) -> str:
 
 @setting_options("separate")
 def separate(
-    audio: Annotated[Path, typer.Argument(help="The audio file to separate.")],
-    desc: Annotated[list[str], typer.Option("--desc", "-d", help=(
-        "Text description of the sound to take out (repeat for several)."))],
+    audio: Annotated[Path, typer.Argument(help=(
+        "The audio file to separate (or a video: its audio track, with --mask/--box)."))],
     host: HostOption,
+    desc: Annotated[list[str] | None, typer.Option("--desc", "-d", help=(
+        "Text description of the sound to take out (repeat for several; optional with a "
+        "visual prompt)."))] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help=(
         "Output prefix: writes PREFIX_target.EXT and PREFIX_residual.EXT (default: "
         "<input stem>_<description> next to the input). DIR/ or an existing folder: "
@@ -87,6 +95,15 @@ def separate(
     span: Annotated[list[str] | None, typer.Option("--span", help=(
         "+T0:T1: the described sound is there; -T0:T1: it is not (seconds or m:ss.s of "
         "the input; repeat for several). See docs/spans.md."))] = None,
+    video: Annotated[Path | None, typer.Option(help=(
+        "Visual prompt (-tv models): the video whose object is to be heard; the audio stays "
+        "AUDIO's. Needs --mask or --box. See docs/video.md."))] = None,
+    mask: Annotated[Path | None, typer.Option(help=(
+        "Mask video of the object (white on it, one frame per video frame, e.g. from "
+        "SAM 2); with AUDIO a video, or --video."))] = None,
+    box: Annotated[str | None, typer.Option(help=(
+        "The object as a fixed box X0,Y0,X1,Y1 in pixels of the video frame (instead of "
+        "--mask)."))] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=(
         "Bootstrap the host without asking when it is not provisioned."))] = False,
     hosts: HostsOption = None,
@@ -107,14 +124,23 @@ def separate(
         run_separate,
     )
     from remote_sep.jobs.settings import requested_settings
+    from remote_sep.jobs.visual import visual_prompt
+
+    if not desc and video is None and mask is None and box is None:
+        raise typer.BadParameter("missing: a text description of the sound (optional only "
+                                 "with a visual prompt: --video, --mask, --box)",
+                                 param_hint="'--desc' / '-d'")
 
     def action() -> dict[str, Any]:
-        check_inputs(audio.expanduser(), desc)  # the user's own mistakes first
+        visual = visual_prompt(audio.expanduser(), video, mask, box)
+        descriptions = desc or [""]  # no text: the video alone is the prompt
+        check_inputs(audio.expanduser(), descriptions, visual)  # the user's own mistakes first
         if preview:
             from remote_sep.cli.preview import require_matplotlib
             require_matplotlib()
-        opts = SeparateOptions(descriptions=desc, out=out, force=force,
-                               settings=dict(settings or {}), spans=list(span or []))
+        opts = SeparateOptions(descriptions=descriptions, out=out, force=force,
+                               settings=dict(settings or {}), spans=list(span or []),
+                               visual=visual)
         requested_settings(opts.settings)  # bad options before the profile
         item_spans(audio.expanduser(), opts)
         profile = _profile(host, hosts)

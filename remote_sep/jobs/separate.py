@@ -8,6 +8,7 @@ start (1), the event polls, one per output pulled.
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,14 @@ from remote_sep.jobs.layout import (
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.jobs.settings import build_settings, requested_settings
 from remote_sep.jobs.spans import check_not_predicted, check_spans_fit, parse_spans
+from remote_sep.jobs.visual import (
+    VisualPrompt,
+    audio_is_the_video,
+    check_model,
+    check_prompt,
+    stage,
+)
+from remote_sep.jobs.visual import upload as visual_upload
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 from remote_sep.provision.ready import RemoteReady
 
@@ -51,6 +60,7 @@ class SeparateOptions:
     force: bool = False
     # The setting options given: setting_table row name -> value (e.g. {"steps": 8}).
     settings: dict[str, Any] = field(default_factory=dict)
+    visual: VisualPrompt | None = None  # --video with --mask/--box (jobs/visual.py)
     # A stem split (`remote-sep split`): one output name per description, separated in
     # that order, each from what the ones before left (jobs/split.py names them)
     stems: list[str] | None = None
@@ -95,13 +105,19 @@ def check_audio(audio: Path) -> soundfile._SoundFileInfo:
     return info
 
 
-def check_inputs(audio: Path, descriptions: list[str]) -> list[str]:
-    """The user's own inputs (the file, the texts): checked before even the host profile."""
+def check_inputs(audio: Path, descriptions: list[str],
+                 visual: VisualPrompt | None = None) -> list[str]:
+    """The user's own inputs (the file, the texts): checked before even the host profile.
+    With a visual prompt the text may be empty (the video is the prompt) and the input may
+    be the video itself."""
     cleaned = [d.strip() for d in descriptions]
-    if not cleaned or any(not d for d in cleaned):
+    if not cleaned or (visual is None and any(not d for d in cleaned)):
         raise RemoteSepError("every --desc needs a non-empty text description",
                              kind="bad_description")
-    check_audio(audio)
+    if visual is None or not audio_is_the_video(audio, visual):
+        check_audio(audio)
+    if visual is not None:
+        check_prompt(audio, visual)
     return cleaned
 
 
@@ -118,9 +134,15 @@ def item_spans(audio: Path, opts: SeparateOptions) -> list[list]:
 def check_local(audio: Path, profile: HostProfile, opts: SeparateOptions
                 ) -> tuple[Settings, list[Path]]:
     """Everything that can fail without the network, checked before any connection."""
-    descriptions = check_inputs(audio, opts.descriptions)
-    item_spans(audio, opts)
-    settings = build_settings(profile, requested_settings(opts.settings))
+    descriptions = check_inputs(audio, opts.descriptions, opts.visual)
+    if opts.visual is None or not audio_is_the_video(audio, opts.visual):
+        item_spans(audio, opts)  # a video's track: checked once extracted (run_separate)
+    requested = requested_settings(opts.settings)
+    if opts.visual is not None:
+        requested["video"] = True  # the payload keeps the model's video path (and visual ranker)
+    settings = build_settings(profile, requested)
+    if opts.visual is not None:
+        check_model(settings.model)
     if opts.stems is not None:
         prefixes = [split.split_prefix(audio, opts.out)]
         files = [Path(f"{prefixes[0]}_{kind}.{settings.extension}")
@@ -153,31 +175,46 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
     started = time.monotonic()
     audio = Path(audio).expanduser()
     settings, prefixes = check_local(audio, profile, opts)
-    sha = sha256_file(audio)
-    cache_name = sha + upload_extension(audio)
+    staging = staged = None
+    if opts.visual is not None:  # decoded here, before any connection
+        staging = tempfile.TemporaryDirectory(prefix="remote-sep-video-")
+        notify("status", {"message": f"decoding {opts.visual.video.name}"})
+        try:
+            staged = stage(audio, opts.visual, Path(staging.name))
+        except BaseException:
+            staging.cleanup()
+            raise
+    source = staged.audio if staged is not None else audio  # what is separated
+    spans = item_spans(source, opts)  # still before any connection
+    sha = sha256_file(source)
+    cache_name = sha + upload_extension(source)
     link = Link(profile, connect, notify=notify)
     record = None
     try:
-        ready = _ready_host(link, profile, (cache_name, audio.stat().st_size),
+        ready = _ready_host(link, profile, (cache_name, source.stat().st_size),
                             provision or ReadyOptions(), opts.settings.get("model"))
         if not ready.payload_present:
             notify("status", {"message": "syncing the payload code"})
             link.call(lambda h: sync_payload(h, ready.base))
-        remote_audio = cache_path(ready.base, sha, upload_extension(audio))
+        remote_audio = cache_path(ready.base, sha, upload_extension(source))
+        video_ref = None
+        if staged is not None:
+            video_ref = visual_upload(link, ready.base, staged, notify)
         landing = None
         if ready.cached_sha256 != sha:  # absent, or not a whole copy: (re)upload
             def progress(done: int, total: int) -> None:
-                notify("transfer", {"name": audio.name, "done": done, "total": total})
+                notify("transfer", {"name": source.name, "done": done, "total": total})
             # to a temp name; the start's round trip checks and renames it (no extra one)
-            landing = link.call(lambda h: h.send_file(audio, remote_audio,
+            landing = link.call(lambda h: h.send_file(source, remote_audio,
                                                        progress=progress, sha256=sha))
         else:
-            notify("status", {"message": f"{audio.name} already on the host (cached)"})
+            notify("status", {"message": f"{source.name} already on the host (cached)"})
         job_id = new_job_id()
         item = Item(id="i0", input=remote_audio, descriptions=[d.strip() for d in
                     opts.descriptions], prefixes=[f"out/d{k}" for k in range(len(prefixes))],
+                    video=video_ref,
                     stems=list(opts.stems) if opts.stems is not None else None,
-                    spans=item_spans(audio, opts))
+                    spans=spans)
         manifest = Manifest(job_id=job_id, settings=settings, items=[item])
         record = records.JobRecord(
             host=profile.name, job_id=job_id, base=ready.base, ext=settings.extension,
@@ -216,7 +253,12 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         raise
     finally:
         link.close()
-    return _result(record, result, started, link)
+        if staging is not None:
+            staging.cleanup()
+    body = _result(record, result, started, link)
+    if staged is not None:
+        body["video"] = staged.summary(opts.visual)
+    return body
 
 
 def _started_after_all(link: Link, paths: JobPaths) -> int:

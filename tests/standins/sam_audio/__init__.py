@@ -29,6 +29,12 @@ Only for tests: no weights, no network. The API mirrors the real package
   holds at most 960 samples; more than 10000 latent frames (400 s) in one pass raise the
   ``RuntimeError`` of the real RoPE (``rope.py``, ``max_positions``).
 
+- Visual prompts (``_video.py``): ``processor.mask_videos(videos, masks)`` and
+  ``processor(..., masked_videos=...)`` with the real signatures and tensor branch (one frame
+  per latent frame by ``linspace``); a vision encoder in the model's dtype (a bf16 model
+  given float32 frames raises torch's real error); the target gains ``VIDEO_GAIN`` times
+  each latent frame's masked-frame mean, exactly.
+
 Behaviour, chosen by environment variables (read at each call):
 
 - ``SAM_STANDIN_MODE``: ``dsp`` (default) a deterministic FIR split chosen by the

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import _video
 from . import anchors as span_prompts
 from ._hub import fetch_components, require_checkpoint, resolve_config
 from .ranking import create_ranker
@@ -74,13 +75,16 @@ class PerceptionEncoderConfig:
         self.dim, self.batch_size, self.ballast_mb = dim, batch_size, ballast_mb
 
 
-class PerceptionEncoder(torch.nn.Module):
+class PerceptionEncoder(_video.VisionEncoder):
     """The vision encoder: in the checkpoint, built even for text-only runs, like the real one
     (``vision_encoder.dim`` is all a run without video reads). ``ballast_mb`` (config only)
     makes its weights that big, for the host-RAM tests of the lean load."""
 
     def __init__(self, cfg: PerceptionEncoderConfig):
-        super().__init__()
+        super().__init__()  # the video path: _video.VisionEncoder (encode, forward)
+        # the real PE draws some parameters with torch.randn (not nn.init): building one
+        # consumes the global RNG, like the real one
+        self.class_embedding = torch.nn.Parameter(0.02 * torch.randn(4))
         self.dim = cfg.dim
         self.batch_size = cfg.batch_size
         ballast = cfg.ballast_mb * 2**20 // 4
@@ -88,9 +92,6 @@ class PerceptionEncoder(torch.nn.Module):
         self.ballast = torch.nn.Parameter(torch.empty(ballast))
         if ballast:  # the real encoder's init touches its weights too
             torch.nn.init.normal_(self.ballast)
-
-    def forward(self, videos):
-        return torch.stack([self.proj(v.float().mean(dim=(2, 3))) for v in videos])
 
 
 # The real load_state_dict skips these (they load from their own pretrained files).
@@ -198,6 +199,11 @@ class SAMAudio(torch.nn.Module):
         pause = float(os.environ.get("SAM_STANDIN_SECONDS_PER_SECOND", "0") or 0)
         if pause:
             time.sleep(pause * bsz * length / self.sample_rate)
+        video = None
+        if batch.masked_video is not None:  # the visual prompt, see _video.py; like the real
+            # separate(), its features come first (_get_forward_args), the noise after
+            video = _video.video_term(self.vision_encoder, batch.masked_video, batch.sizes,
+                                      self.hop_length, padded_len, audios[:, 0])
         if noise is None:
             noise = torch.randn(bsz * reranking_candidates, frames, 128,
                                 device=audios.device, dtype=audios.dtype)
@@ -212,6 +218,8 @@ class SAMAudio(torch.nn.Module):
         target = torch.stack([span_prompts.apply_anchors(target[:, c], padded[:, 0], tokens,
                                                          self.hop_length)
                               for c in range(cands)], dim=1)  # each candidate, (B, T)
+        if video is not None:
+            target = target + video[:, None]  # every candidate
         # Beyond each item's own samples the real decoder returns codec output, not silence.
         for rows, own in zip(target, batch.wav_sizes, strict=True):
             rows[:, int(own):] = 0.25

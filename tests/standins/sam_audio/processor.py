@@ -7,6 +7,7 @@ import math
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from . import _video
 from . import anchors as span_prompts
 from ._hub import resolve_config
 
@@ -45,6 +46,8 @@ class Batch:
         self.wav_sizes = self.wav_sizes.to(device)
         if self.audio_pad_mask is not None:
             self.audio_pad_mask = self.audio_pad_mask.to(device)
+        if self.masked_video is not None:
+            self.masked_video = [v.to(device) for v in self.masked_video]
         return self
 
 
@@ -63,9 +66,13 @@ class SAMAudioProcessor:
             return torch.ceil(wav_idx / self.audio_hop_length).long()
         return math.ceil(wav_idx / self.audio_hop_length)
 
+    def mask_videos(self, videos, masks) -> list[torch.Tensor]:
+        return _video.mask_videos(videos, masks)
+
     def __call__(self, descriptions, audios, anchors=None, masked_videos=None) -> Batch:
         assert len(descriptions) == len(audios)
         assert anchors is None or len(descriptions) == len(anchors)
+        assert masked_videos is None or len(descriptions) == len(masked_videos)
         wavs = []
         for audio in audios:
             wav = _load_path(audio) if isinstance(audio, str) else audio
@@ -74,10 +81,11 @@ class SAMAudioProcessor:
         padded = pad_sequence(wavs, batch_first=True).unsqueeze(1)
         sizes = self.wav_to_feature_idx(wav_sizes)
         mask = torch.arange(int(sizes.max())).expand(len(sizes), -1) < sizes.unsqueeze(1)
+        masked_video = None if masked_videos is None else _video.load_video(sizes, masked_videos)
         return Batch(audios=padded, sizes=sizes, wav_sizes=wav_sizes,
                      descriptions=list(descriptions), hop_length=self.audio_hop_length,
                      audio_sampling_rate=self.audio_sampling_rate, audio_pad_mask=mask,
-                     anchors=anchors)
+                     anchors=anchors, masked_video=masked_video)
 
 
 class _Features(dict):
