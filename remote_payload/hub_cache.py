@@ -42,13 +42,22 @@ def model_config(model: str) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
+def _hf_home() -> str:
+    return os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                     "huggingface")
+
+
+def hub_cache_dir() -> str:
+    """The Hub cache as the environment names it now (huggingface_hub's own constant is
+    fixed when it is first imported, which may be before HF_HOME was set)."""
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(_hf_home(), "hub")
+
+
 def checkpoint_dir() -> str:
     """Where URL components live, shared by every job: ImageBind downloads into the
     process's ``./.checkpoints/`` (imagebind_model.py imagebind_huge), so each job folder
     links its ``.checkpoints`` here (``link_checkpoints``) instead of fetching 4.5 GB again."""
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                     "huggingface")
-    return os.path.join(home, "remote-sep", "checkpoints")
+    return os.path.join(_hf_home(), "remote-sep", "checkpoints")
 
 
 def link_checkpoints(cwd: str) -> None:
@@ -87,7 +96,7 @@ def _cached(repo: str | None, name: str, revision: str | None) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        path = try_to_load_from_cache(repo, name, revision=revision)
+        path = try_to_load_from_cache(repo, name, revision=revision, cache_dir=hub_cache_dir())
     except Exception:  # ImportError, HFValidationError for an id that is no repo id
         return None
     return path if isinstance(path, str) else None
