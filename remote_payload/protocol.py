@@ -75,6 +75,7 @@ EXIT_CODES: dict[str, int] = {
     "job_failed": 18,  # remote job died without a final event
     "partial": 19,  # a batch where some items failed
     "output_unwritable": 20,  # a local output folder/file cannot be written (not disk full)
+    "cluster": 21,  # the Ray cluster cannot be reached, refuses us, or has no GPU for an actor
     "interrupted": 130,  # Ctrl-C: detached, the remote job runs on
 }
 ERROR_KINDS = tuple(EXIT_CODES)

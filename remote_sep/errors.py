@@ -103,6 +103,12 @@ def local_write_error(exc: OSError, path: str | os.PathLike[str],
     return error
 
 
+class ClusterError(RemoteSepError):
+    """A Ray cluster cannot be reached, refuses our token, or cannot place an actor."""
+
+    kind = "cluster"
+
+
 class JobFailed(RemoteSepError):
     """The remote job reported an error event (its kind is carried over) or died."""
 
