@@ -2,12 +2,13 @@
 on this machine, inside a network namespace with only `lo` (so Ray binds 127.0.0.1 only and
 nothing reaches another machine), token auth on, fake GPUs (`--num-gpus N`).
 
-    with ray_cluster(tmp_path, gpus=[1, 1], env=standin_env()) as lab:   # head + 1 worker
+    with ray_cluster(gpus=[1, 1], env=standin_env()) as lab:   # head + 1 worker node
         lab.address                  # "127.0.0.1:PORT"
         lab.token_file               # the token, mode 0600 (never on argv)
         lab.env()                    # env for a client/driver: the env given + token auth
         lab.run([python, "-c", ...]) # subprocess.run inside the namespace with lab.env()
         lab.popen([...])
+        lab.ns                       # the Netns (start sshd inside with lab.ns.run_inside)
         lab.nodes                    # [Node(index, raylet_pid, sid, pids)]: 0 is the head
         lab.kill_node(1)             # SIGKILL every process of node 1: a machine that died
         lab.actor_pids("SepActor")   # processes running actors (their `ray::` titles)
@@ -266,20 +267,28 @@ def _skip_reason() -> str | None:
 
 
 @contextlib.contextmanager
-def ray_cluster(tmp: Path, gpus: Sequence[int] = (1,), env: dict[str, str] | None = None,
-                cpus: int = 1, object_store_mb: int = 100) -> Iterator[RayLab]:
+def ray_cluster(gpus: Sequence[int] = (1,), env: dict[str, str] | None = None,
+                tmp: Path | None = None, cpus: int = 1,
+                object_store_mb: int = 200) -> Iterator[RayLab]:
     """A head (gpus[0] fake GPUs) and one worker node per further entry, in a fresh network
-    namespace; TMP holds the token and the nodes' logs. Everything is killed on exit."""
+    namespace, each node with CPUS CPUs. TMP (a fresh folder under /tmp when None, removed
+    afterwards) holds the token and the nodes' logs. Everything is killed on exit."""
     if reason := _skip_reason():
         pytest.skip(reason)
     base = {k: v for k, v in (os.environ if env is None else env).items()
             if not k.startswith(RAY_ENV_PREFIXES)}
     base["RAY_USAGE_STATS_ENABLED"] = "0"
+    made: list[Path] = []
+    if tmp is None:
+        made.append(Path(tempfile.mkdtemp(prefix="raylab-", dir="/tmp")))
+        tmp = made[-1]
     work = Path(tmp)
     work.mkdir(parents=True, exist_ok=True)
     # Ray's sockets live under its temp dir: keep that path short (see MAX_RAY_TEMP_LEN)
-    short = len(str(work / "ray")) > MAX_RAY_TEMP_LEN
-    ray_temp = Path(tempfile.mkdtemp(prefix="raylab-", dir="/tmp")) if short else work / "ray"
+    ray_temp = work / "ray"
+    if len(str(ray_temp)) > MAX_RAY_TEMP_LEN:
+        made.append(Path(tempfile.mkdtemp(prefix="raylab-", dir="/tmp")))
+        ray_temp = made[-1]
     ray_temp.mkdir(exist_ok=True)
     try:
         with network_namespace("rlab") as ns:
@@ -291,5 +300,5 @@ def ray_cluster(tmp: Path, gpus: Sequence[int] = (1,), env: dict[str, str] | Non
             finally:
                 lab.stop()
     finally:
-        if short:
-            shutil.rmtree(ray_temp, ignore_errors=True)
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

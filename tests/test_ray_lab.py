@@ -39,7 +39,7 @@ def _nodes_alive(lab) -> list[bool]:
 
 
 def test_lab_cluster_token_node_death_and_teardown(tmp_path: Path):
-    with ray_cluster(tmp_path, gpus=[1, 1], env=standin_env()) as lab:
+    with ray_cluster(gpus=[1, 1], env=standin_env(), tmp=tmp_path) as lab:
         assert lab.address.startswith("127.0.0.1:")
         assert os.stat(lab.token_file).st_mode & 0o777 == 0o600
         assert len(lab.nodes) == 2 and all(n.pids for n in lab.nodes)
@@ -86,7 +86,7 @@ class LabProbe:
 probe = LabProbe.options(name="lab-probe", lifetime="detached").remote()
 print("PID=%d" % ray.get(probe.pid.remote()), flush=True)
 """
-    with ray_cluster(tmp_path, gpus=[1], env=standin_env()) as lab:
+    with ray_cluster(gpus=[1], env=standin_env()) as lab:
         done = lab.python(code.replace("ADDRESS", repr(lab.address)))
         pids = [int(ln[4:]) for ln in done.stdout.splitlines() if ln.startswith("PID=")]
         assert pids, done.stderr[-3000:]
