@@ -45,6 +45,7 @@ class SeparationActor:
         self.key: tuple | None = None
         self.calls = 0
         self.loads = 0
+        self.load_fields: dict[str, Any] = {}
         self.started = time.time()
         self.warnings: list[tuple[str, str | None]] = []  # relayed by the driver
 
@@ -63,7 +64,12 @@ class SeparationActor:
                 "up_s": round(time.time() - self.started, 1)}
 
     def load(self, settings: dict[str, Any]) -> tuple:
-        return self._guard(lambda: ("ok", self._engine(settings)[1]))
+        """("ok", the load fields, whether this call loaded the model: False when warm)."""
+        def work() -> tuple:
+            _, fresh = self._engine(settings)
+            return "ok", dict(self.load_fields), fresh is not None
+
+        return self._guard(work)
 
     def batch_size_for(self, settings: dict[str, Any], samples: int) -> tuple:
         return self._guard(lambda: ("ok", self._engine(settings)[0].batch_size_for(samples)))
@@ -109,7 +115,7 @@ class SeparationActor:
         if problem:
             raise EngineError(*problem)
         fields_ = engine.load()
-        self.engine, self.key = engine, key
+        self.engine, self.key, self.load_fields = engine, key, fields_
         self.loads += 1
         return engine, fields_
 

@@ -58,15 +58,17 @@ class RemoteEngine:
 
     def load(self) -> dict[str, Any]:
         """The model on every GPU actor at once (a warm actor answers at once)."""
-        answers = [self._unwrap(a) for a in self.pool.call_all("load", self.data)]
-        fresh = [a for a in answers if a]
+        answers = self.pool.call_all("load", self.data)
+        for answer in answers:
+            if answer[0] != "ok":
+                self._unwrap(answer)
+        loads = [(a[1], a[2]) for a in answers]
+        first = loads[0][0]
         self._loaded = True
-        first = fresh[0] if fresh else {}
-        return {"model": first.get("model", self.model_id), "dtype": first.get("dtype"),
-                "device": "ray", "seconds": max((a.get("seconds", 0) for a in fresh), default=0),
-                "actors": len(answers), "loaded_now": len(fresh),
-                "warm": len(answers) - len(fresh),
-                **({"candidates": first["candidates"]} if "candidates" in first else {})}
+        return {**first, "device": "ray",
+                "seconds": max(f.get("seconds", 0) for f, _ in loads),
+                "actors": len(loads), "loaded_now": sum(1 for _, fresh in loads if fresh),
+                "warm": sum(1 for _, fresh in loads if not fresh)}
 
     def batch_size_for(self, chunk_samples: int) -> int:
         """The smallest any GPU takes (the same batches as a one-GPU run on that GPU)."""
