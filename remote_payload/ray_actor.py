@@ -11,11 +11,14 @@ Ray's pickling, and the driver must tell an out-of-memory from a dead actor.
 
 The engine is kept across runs (warm) while the settings that shape the load stay the same
 (``LOAD_FIELDS``); the per-call ones (ODE steps, batch size…) are swapped in on each call.
+A model nobody called for ``idle_unload_s`` is unloaded (its GPU memory freed; the actor
+stays and loads again on the next call): a warm GPU must not stay busy for nothing.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from dataclasses import asdict, fields
@@ -39,8 +42,11 @@ def load_key(settings: Settings) -> tuple:
 class SeparationActor:
     """Wrapped by ``ray.remote`` in ray_pool.py (this module does not import ray)."""
 
-    def __init__(self, version: str):
+    def __init__(self, version: str, idle_unload_s: float = 0.0):
         self.version = version
+        self.idle_unload_s = idle_unload_s  # 0: never
+        self.lock = threading.Lock()  # a call and the idle unload never overlap
+        self.last_call = time.monotonic()
         self.engine: Any = None
         self.key: tuple | None = None
         self.calls = 0
@@ -48,9 +54,12 @@ class SeparationActor:
         self.load_fields: dict[str, Any] = {}
         self.started = time.time()
         self.warnings: list[tuple[str, str | None]] = []  # relayed by the driver
+        if idle_unload_s > 0:
+            threading.Thread(target=self._unload_when_idle, daemon=True,
+                             name="idle-unload").start()
 
     # -- what the driver asks -----------------------------------------------------------
-    def info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:  # never waits for the lock: it is the liveness ping
         import ray
 
         context = ray.get_runtime_context()
@@ -61,6 +70,8 @@ class SeparationActor:
                 "loaded": bool(engine is not None and engine.loaded),
                 "device": None if engine is None else engine.device,
                 "calls": self.calls, "loads": self.loads,
+                "idle_s": round(time.monotonic() - self.last_call, 1),
+                "idle_unload_s": self.idle_unload_s,
                 "up_s": round(time.time() - self.started, 1)}
 
     def load(self, settings: dict[str, Any]) -> tuple:
@@ -106,9 +117,7 @@ class SeparationActor:
             self.engine.settings = settings  # call-time fields: steps, batch size, seed
             return self.engine, None
         if self.engine is not None:  # another model or dtype: the old one goes first
-            self.engine.model = self.engine.processor = None
-            self.engine.release_memory()
-            self.engine = None
+            self._unload()
         engine = Engine(settings, warn=lambda message, code=None, **_: self.warnings.append(
             (message, code)))
         problem = preflight(settings, cwd=os.getcwd())
@@ -119,6 +128,19 @@ class SeparationActor:
         self.loads += 1
         return engine, fields_
 
+    def _unload(self) -> None:
+        engine, self.engine, self.key = self.engine, None, None
+        engine.model = engine.processor = None
+        engine.release_memory()
+
+    def _unload_when_idle(self) -> None:
+        while True:
+            time.sleep(min(5.0, self.idle_unload_s))
+            with self.lock:
+                idle = time.monotonic() - self.last_call
+                if self.engine is not None and idle > self.idle_unload_s:
+                    self._unload()
+
     def _take_warnings(self) -> list[tuple[str, str | None]]:
         taken, self.warnings = self.warnings, []
         return taken
@@ -127,7 +149,9 @@ class SeparationActor:
         from .engine import EngineError, OutOfMemory
 
         try:
-            return work()
+            with self.lock:
+                self.last_call = time.monotonic()
+                return work()
         except OutOfMemory as exc:
             return "oom", str(exc)
         except EngineError as exc:

@@ -31,6 +31,9 @@ ACTOR_PREFIX = "sam-gpu-"
 PING_SECONDS = 10.0  # an actor that cannot say who it is in this long counts as down
 READY_SECONDS = 120.0  # a new actor (a fresh worker process, imports) must answer by then
 DEFAULT_CALL_TIMEOUT = 900.0
+# A warm model nobody used this long is unloaded by its actor (REMOTE_SEP_RAY_IDLE_UNLOAD,
+# seconds, 0: never): kept warm between runs, but never holding a GPU's memory for nothing.
+DEFAULT_IDLE_UNLOAD = 900.0
 
 
 def payload_version() -> str:
@@ -91,9 +94,13 @@ def ensure_actors(ray: Any, version: str, warn: Callable[..., None]) -> list[Any
                           "(`ray start --num-gpus N`; `remote-sep cluster up` counts them with "
                           "nvidia-smi)")
     cls = actor_class(ray)
+    # max_concurrency: info() (the liveness ping) answers while a batch runs; the batches
+    # themselves take the actor's lock one at a time (ray_actor.py)
     options = {"namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True,
-               "num_gpus": 1, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 0}
-    handles = [cls.options(name=f"{ACTOR_PREFIX}{i}", **options).remote(version)
+               "num_gpus": 1, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 0,
+               "max_concurrency": 4}
+    idle = float(os.environ.get("REMOTE_SEP_RAY_IDLE_UNLOAD", DEFAULT_IDLE_UNLOAD))
+    handles = [cls.options(name=f"{ACTOR_PREFIX}{i}", **options).remote(version, idle)
                for i in range(gpus)]
     stale = [i for i, info in enumerate(_infos(ray, handles, PING_SECONDS))
              if info is not None and info.get("version") != version]
@@ -102,7 +109,8 @@ def ensure_actors(ray: Any, version: str, warn: Callable[..., None]) -> list[Any
             ray.kill(handles[i], no_restart=True)
         _wait_gone(ray, [f"{ACTOR_PREFIX}{i}" for i in stale])
         for i in stale:
-            handles[i] = cls.options(name=f"{ACTOR_PREFIX}{i}", **options).remote(version)
+            handles[i] = cls.options(name=f"{ACTOR_PREFIX}{i}", **options).remote(version,
+                                                                                 idle)
     infos = _infos(ray, handles, READY_SECONDS)
     ready = [h for h, info in zip(handles, infos, strict=True) if info is not None]
     if not ready:
