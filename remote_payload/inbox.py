@@ -1,9 +1,26 @@
-"""The batch worker's inbox loop (protocol: runner.py's docstring) and how it runs items:
-``Sequential`` (one at a time, this process's model) or ``Concurrent`` (Ray mode: as many
-items at once as the cluster has GPU actors, each item's batches spread over all of them).
+"""The batch worker's inbox loop and how it runs items: ``Sequential`` (one at a time,
+this process's model) or ``Concurrent`` (Ray mode: as many items at once as the cluster has
+GPU actors, each item's batches spread over all of them).
 
-An item is claimed (renamed into ``taken/``) only when a slot is free, so the items the
-laptop may still withdraw stay in the inbox.
+Batch inbox protocol (``--inbox DIR``), for a worker that keeps its model loaded:
+
+1. The manifest's own items (maybe none) run first; its ``settings`` apply to inbox items.
+2. The laptop drops item files into ``DIR``: one JSON object per file in the format of
+   ``manifest.item_to_json``, named ``<seq>-<id>.json`` and written atomically (temp name
+   starting with ``.`` or not ending in ``.json``, then rename). Names sort in order of
+   processing; files starting with ``.`` or not ending in ``.json`` are ignored.
+3. The worker polls about every 0.2 s and, when it has a free slot (one; a Ray driver:
+   one per GPU actor), takes the first name by renaming it into
+   ``DIR/../taken/<name>`` (so a restarted worker never takes it again), then runs it.
+   A file that is not a valid item gives an ``error`` event (kind ``bad_config``, item
+   null, ``file`` = its name) and the worker goes on.
+4. The worker exits (``bye``) once ``DIR/CLOSE`` exists and no item file is left in DIR.
+5. Orphans: the laptop keeps ``DIR/../heartbeat`` fresh while it follows the events.
+   Between items and while waiting, a worker whose heartbeat (before the first one: the
+   moment the worker was ready to take items) is older than
+   ``settings.worker_idle_timeout`` seconds (0: never) retires: the item it ran is
+   finished, untaken items stay in DIR, a ``warning`` (code ``idle_timeout``), then ``bye``
+   with ``retired: "idle"`` and exit code 0 (unless an item failed before).
 """
 
 from __future__ import annotations

@@ -10,24 +10,8 @@ ends the job.
 Reruns: every finished output has a ``<output>.sha256`` record; an output whose file still
 matches its record is not computed again (``item_done`` with ``skipped: true``).
 
-Batch inbox protocol (``--inbox DIR``), for a worker that keeps its model loaded:
-
-1. The manifest's own items (maybe none) run first; its ``settings`` apply to inbox items.
-2. The laptop drops item files into ``DIR``: one JSON object per file in the format of
-   ``manifest.item_to_json``, named ``<seq>-<id>.json`` and written atomically (temp name
-   starting with ``.`` or not ending in ``.json``, then rename). Names sort in order of
-   processing; files starting with ``.`` or not ending in ``.json`` are ignored.
-3. The worker polls about every 0.2 s, takes the first name by renaming it into
-   ``DIR/../taken/<name>`` (so a restarted worker never takes it again), then runs it.
-   A file that is not a valid item gives an ``error`` event (kind ``bad_config``, item
-   null, ``file`` = its name) and the worker goes on.
-4. The worker exits (``bye``) once ``DIR/CLOSE`` exists and no item file is left in DIR.
-5. Orphans: the laptop keeps ``DIR/../heartbeat`` fresh while it follows the events.
-   Between items and while waiting, a worker whose heartbeat (before the first one: the
-   moment the worker was ready to take items) is older than
-   ``settings.worker_idle_timeout`` seconds (0: never) retires: the item it ran is
-   finished, untaken items stay in DIR, a ``warning`` (code ``idle_timeout``), then ``bye``
-   with ``retired: "idle"`` and exit code 0 (unless an item failed before).
+Batch inbox (``--inbox DIR``): the worker keeps its model loaded and takes item files
+from DIR; the protocol is in inbox.py. Ray mode (``--ray``): ray_runner.py.
 """
 
 from __future__ import annotations

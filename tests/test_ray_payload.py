@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-
+import ray_lab
 from payload_util import read_events, standin_env, write_audio
+
 from remote_payload.manifest import Item, Manifest, Settings, item_to_json
 
-ray_lab = pytest.importorskip("ray_lab")
 pytestmark = pytest.mark.e2e
 
 PY = sys.executable
