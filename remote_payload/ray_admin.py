@@ -17,7 +17,7 @@ from typing import Any
 
 from .engine import EngineError
 from .protocol import exit_code_for
-from .ray_pool import ACTOR_PREFIX, NAMESPACE, connect
+from .ray_pool import NAMESPACE, connect, our_actor_names
 
 ANSWER_SECONDS = 5.0
 
@@ -33,21 +33,14 @@ def main(args: Any) -> int:
     return 0
 
 
-def our_actors(ray: Any) -> list[dict[str, Any]]:
-    """remote-sep's named actors, from the GCS (no dashboard needed)."""
-    found = ray.util.list_named_actors(all_namespaces=True)
-    return sorted((a for a in found if a.get("namespace") == NAMESPACE
-                   and a.get("name", "").startswith(ACTOR_PREFIX)), key=lambda a: a["name"])
-
-
 def status(ray: Any) -> dict[str, Any]:
     nodes = [{"node_id": n["NodeID"], "address": n.get("NodeManagerAddress"),
               "alive": bool(n.get("Alive")), "gpus": n.get("Resources", {}).get("GPU", 0.0),
               "cpus": n.get("Resources", {}).get("CPU", 0.0)} for n in ray.nodes()]
     actors = []
-    for entry in our_actors(ray):
-        handle = ray.get_actor(entry["name"], namespace=NAMESPACE)
-        row: dict[str, Any] = {"name": entry["name"], "state": "unreachable", "node_id": None,
+    for name in our_actor_names(ray):
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+        row: dict[str, Any] = {"name": name, "state": "unreachable", "node_id": None,
                                "model": None, "loaded": False, "calls": 0, "version": None}
         try:
             ref = handle.info.remote()
@@ -66,10 +59,10 @@ def status(ray: Any) -> dict[str, Any]:
 
 def down(ray: Any) -> dict[str, Any]:
     killed = []
-    for entry in our_actors(ray):
+    for name in our_actor_names(ray):
         try:
-            ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
-            killed.append(entry["name"])
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            killed.append(name)
         except ValueError:  # gone meanwhile
             pass
     return {"killed": killed}

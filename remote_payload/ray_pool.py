@@ -86,8 +86,23 @@ def actor_class(ray: Any) -> Any:
     return ray.remote(SeparationActor)
 
 
-def ensure_actors(ray: Any, version: str, warn: Callable[..., None]) -> list[Any]:
-    """One ready actor per GPU of the cluster (fewer if some never answer: warned)."""
+def our_actor_names(ray: Any) -> list[str]:
+    """remote-sep's named actors, from the GCS (no dashboard needed), in index order."""
+    found = ray.util.list_named_actors(all_namespaces=True)
+    names = {a["name"] for a in found if a.get("namespace") == NAMESPACE
+             and a.get("name", "").startswith(ACTOR_PREFIX)}
+    return sorted(names, key=_index)
+
+
+def _index(name: str) -> int:
+    tail = name[len(ACTOR_PREFIX):]
+    return int(tail) if tail.isdigit() else 1 << 30
+
+
+def ensure_actors(ray: Any, version: str, warn: Callable[..., None]) -> list[tuple[str, Any]]:
+    """(name, handle) of a ready actor per GPU of the cluster (fewer if some never
+    answer: warned). Every actor of ours is asked, not only ``sam-gpu-0..N-1``: after a
+    node was lost, the one stuck restarting may be ``sam-gpu-0`` while ``sam-gpu-2`` runs."""
     gpus = cluster_gpus(ray)
     if gpus < 1:
         raise EngineError("cluster", "the Ray cluster has no GPU: start its nodes with GPUs "
@@ -100,21 +115,26 @@ def ensure_actors(ray: Any, version: str, warn: Callable[..., None]) -> list[Any
                "num_gpus": 1, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 0,
                "max_concurrency": 4}
     idle = float(os.environ.get("REMOTE_SEP_RAY_IDLE_UNLOAD", DEFAULT_IDLE_UNLOAD))
-    handles = [cls.options(name=f"{ACTOR_PREFIX}{i}", **options).remote(version, idle)
-               for i in range(gpus)]
-    stale = [i for i, info in enumerate(_infos(ray, handles, PING_SECONDS))
-             if info is not None and info.get("version") != version]
+
+    def make(name: str) -> Any:
+        return cls.options(name=name, **options).remote(version, idle)
+
+    names = sorted(set(our_actor_names(ray)) | {f"{ACTOR_PREFIX}{i}" for i in range(gpus)},
+                   key=_index)
+    handles = {name: make(name) for name in names}
+    infos = _infos(ray, handles, PING_SECONDS, enough=gpus)
+    stale = [n for n, info in infos.items() if info is not None and info["version"] != version]
     if stale:
-        for i in stale:
-            ray.kill(handles[i], no_restart=True)
-        _wait_gone(ray, [f"{ACTOR_PREFIX}{i}" for i in stale])
-        for i in stale:
-            handles[i] = cls.options(name=f"{ACTOR_PREFIX}{i}", **options).remote(version,
-                                                                                 idle)
-    infos = _infos(ray, handles, READY_SECONDS)
-    ready = [h for h, info in zip(handles, infos, strict=True) if info is not None]
+        for name in stale:
+            ray.kill(handles[name], no_restart=True)
+        _wait_gone(ray, stale)
+        handles.update({name: make(name) for name in stale})
+    if stale or sum(info is not None for info in infos.values()) < gpus:
+        infos = _infos(ray, handles, READY_SECONDS, enough=gpus)
+    ready = [(n, handles[n]) for n in names
+             if infos.get(n) is not None and infos[n]["version"] == version]
     if not ready:
-        raise EngineError("cluster", f"none of the {gpus} GPU actor(s) started within "
+        raise EngineError("cluster", f"none of the {gpus} GPU actor(s) answered within "
                           f"{READY_SECONDS:g} s (see the Ray logs on the head)")
     if len(ready) < gpus:
         warn(f"{gpus - len(ready)} of {gpus} GPU actor(s) did not answer; running on "
@@ -122,27 +142,28 @@ def ensure_actors(ray: Any, version: str, warn: Callable[..., None]) -> list[Any
     return ready
 
 
-def _infos(ray: Any, handles: list[Any], timeout: float) -> list[dict | None]:
-    """Each actor's info(); None when it did not answer in TIMEOUT; ``{"version": None}``
-    for an actor of an older class (its handle has no info())."""
-    refs = []
-    for handle in handles:
+def _infos(ray: Any, handles: dict[str, Any], timeout: float,
+           enough: int) -> dict[str, dict | None]:
+    """Each actor's info() once ENOUGH answered (or TIMEOUT passed; then a short grace for
+    the rest); None: no answer; ``{"version": None}``: an actor of an older class (its
+    handle has no info())."""
+    refs: dict[str, Any] = {}
+    out: dict[str, dict | None] = {}
+    for name, handle in handles.items():
         try:
-            refs.append(handle.info.remote())
+            refs[name] = handle.info.remote()
         except AttributeError:
-            refs.append(None)
-    waiting = [ref for ref in refs if ref is not None]
+            out[name] = {"version": None}
+    waiting = list(refs.values())
     if waiting:
-        ray.wait(waiting, num_returns=len(waiting), timeout=timeout)
-    out: list[dict | None] = []
-    for ref in refs:
-        if ref is None:
-            out.append({"version": None})
-            continue
+        ray.wait(waiting, num_returns=min(len(waiting), max(1, enough - len(out))),
+                 timeout=timeout)
+        ray.wait(waiting, num_returns=len(waiting), timeout=1.0)
+    for name, ref in refs.items():
         try:
-            out.append(ray.get(ref, timeout=0))
+            out[name] = ray.get(ref, timeout=0)
         except Exception:  # noqa: BLE001 - not ready or dead
-            out.append(None)
+            out[name] = None
     return out
 
 
@@ -160,10 +181,12 @@ def _wait_gone(ray: Any, names: list[str], timeout: float = 30.0) -> None:
 class ActorPool:
     """Calls spread over live actors; a dead or silent actor's call goes to another."""
 
-    def __init__(self, ray: Any, actors: list[Any], call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    def __init__(self, ray: Any, actors: list[tuple[str, Any]],
+                 call_timeout: float = DEFAULT_CALL_TIMEOUT,
                  warn: Callable[..., None] | None = None):
         self.ray = ray
-        self.actors = actors
+        self.names = [name for name, _ in actors]
+        self.actors = [handle for _, handle in actors]
         self.call_timeout = call_timeout
         self.warn = warn or (lambda message, **_: None)
         self.lock = threading.Lock()
@@ -252,7 +275,7 @@ class ActorPool:
                 return
             self.down.add(index)
             left = len(self.actors) - len(self.down)
-        self.warn(f"GPU actor {ACTOR_PREFIX}{index} lost ({why}); its work goes to the "
+        self.warn(f"GPU actor {self.names[index]} lost ({why}); its work goes to the "
                   f"{left} other(s)", code="ray_actor_lost")
         threading.Thread(target=self._watch, args=(index,), daemon=True,
                          name=f"revive-{index}").start()
@@ -263,7 +286,7 @@ class ActorPool:
             if self._answers(index):
                 with self.lock:
                     self.down.discard(index)
-                self.warn(f"GPU actor {ACTOR_PREFIX}{index} is back", code="ray_actor_back")
+                self.warn(f"GPU actor {self.names[index]} is back", code="ray_actor_back")
                 return
             time.sleep(2.0)
 
