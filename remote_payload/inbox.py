@@ -93,19 +93,23 @@ class Concurrent:
 
     def abort(self, timeout: float = 15.0) -> None:
         """Stop the engine's calls (they raise in their threads, which remove their temp
-        outputs) and wait a bounded while for them."""
+        outputs; ``runner.stopping`` keeps those from being reported as item failures: the
+        stop is said once, by run_job) and wait a bounded while for them."""
+        self.runner.stopping = True
         close = getattr(self.runner.engine, "close", None)
         if close is not None:
             close()
-        self.fatal = None
-        self.drain(timeout)
+        self._join(timeout)
 
-    def drain(self, timeout: float | None = None) -> None:
+    def drain(self) -> None:
+        self._join(None)
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _join(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in list(self._alive()):
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        if self.fatal is not None:
-            raise self.fatal
 
 
 def run_inbox(runner: Any, inbox: str, dispatch: Sequential | Concurrent) -> None:

@@ -80,6 +80,7 @@ class Runner:
         # Ray mode runs several items at once (ray_runner.py): the tally, the first load
         # and the judge are shared
         self.lock = threading.RLock()
+        self.stopping = False  # the job is being stopped: what fails now is not the item's
 
     # -- events -------------------------------------------------------------------------
     def error(self, kind: str, message: str, item: str | None = None,
@@ -322,6 +323,8 @@ class Runner:
             except EngineError:
                 raise
             except Exception as exc:  # one bad item never stops the others
+                if self.stopping:
+                    return
                 self.error("internal", f"{type(exc).__name__}: {exc}", item=item.id)
             with self.lock:
                 if item.id not in self.tally.failed_ids:

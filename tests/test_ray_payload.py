@@ -254,3 +254,24 @@ def test_a_warm_model_nobody_uses_is_unloaded(lab, tmp_path):
               "the idle actors to unload their model")
     assert len(_admin(lab, "status")["actors"]) == 2  # the actors stay, their GPUs' memory free
     _admin(lab, "down")
+
+
+def test_a_driver_stopped_mid_batch_says_so_once_and_leaves_no_temp_file(lab, tmp_path):
+    job = _job(tmp_path / "term", [])
+    items = _batch_items(job, count=4, seconds=12)
+    _fill_inbox(job, items)
+    driver = lab.popen([*_ray_argv(lab), "--inbox", "inbox"], cwd=job,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: sum(e["event"] == "chunk" for e in _events_so_far(job)) >= 2, 120,
+                  "items running on both actors")
+        driver.terminate()  # what `clean` does to a worker nobody feeds (TERM, then KILL)
+        assert driver.wait(timeout=60) == 130
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    events = read_events(job / "events.jsonl")
+    errors = [e for e in events if e["event"] == "error"]
+    assert [(e["kind"], e["item"]) for e in errors] == [("interrupted", None)], errors
+    assert events[-1]["event"] == "bye" and events[-1]["exit_code"] == 130
+    assert not [p for p in (job / "out").iterdir() if p.name.startswith(".")]
