@@ -135,6 +135,21 @@ def test_a_long_file_over_two_gpus_is_identical_to_one_plain_run(lab, tmp_path):
     assert len(actors) == 2 and all(a["calls"] > 0 and a["loaded"] for a in actors), actors
 
 
+def test_a_stem_split_on_the_cluster_is_identical_to_one_plain_run(lab, tmp_path):
+    items = [Item("s", "song.wav", ["bass", "treble"], ["out/song"], stems=["bass", "treble"])]
+    ray_job, plain_job = _job(tmp_path / "ray", items), _job(tmp_path / "plain", items)
+    write_audio(ray_job / "song.wav", seconds=14, rate=44100, channels=2)
+    (plain_job / "song.wav").write_bytes((ray_job / "song.wav").read_bytes())
+    done = lab.run(_ray_argv(lab), cwd=ray_job, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain = subprocess.run(RUN, cwd=plain_job, env=standin_env(), capture_output=True,
+                           text=True, timeout=240)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    stems = ("bass", "treble", "other")
+    assert [_sha(ray_job / f"out/song_{s}.wav") for s in stems] == \
+        [_sha(plain_job / f"out/song_{s}.wav") for s in stems]
+
+
 def test_a_batch_survives_an_actor_killed_mid_item(lab, tmp_path):
     job = _job(tmp_path / "batch", [])
     items = _batch_items(job, count=6, seconds=12)
