@@ -150,6 +150,29 @@ def test_a_stem_split_on_the_cluster_is_identical_to_one_plain_run(lab, tmp_path
         [_sha(plain_job / f"out/song_{s}.wav") for s in stems]
 
 
+def test_rerank_and_scores_over_ray_match_a_plain_run(lab, tmp_path):
+    settings = Settings(device="cpu", chunk_seconds=1.0, overlap_seconds=0.25, batch_size=2,
+                        rerank=2, score=True, worker_idle_timeout=0)
+    items = [Item("a", "mix.wav", ["voice", "bass"], ["out/a0", "out/a1"])]
+    ray_job = _job(tmp_path / "ray", items, settings)
+    plain_job = _job(tmp_path / "plain", items, settings)
+    write_audio(ray_job / "mix.wav", seconds=3.5, rate=44100)
+    (plain_job / "mix.wav").write_bytes((ray_job / "mix.wav").read_bytes())
+    done = lab.run(_ray_argv(lab), cwd=ray_job, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain = subprocess.run(RUN, cwd=plain_job, env=standin_env(), capture_output=True,
+                           text=True, timeout=240)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+
+    def quality(job: Path) -> list:
+        return [(e["item"], e["desc"], e["rerank"], e["scores"],
+                 {k: o["sha256"] for k, o in e["outputs"].items()})
+                for e in read_events(job / "events.jsonl") if e["event"] == "item_done"]
+
+    ours, theirs = quality(ray_job), quality(plain_job)
+    assert ours == theirs and len(ours) == 2 and ours[0][2], ours
+
+
 def test_a_batch_survives_an_actor_killed_mid_item(lab, tmp_path):
     job = _job(tmp_path / "batch", [])
     items = _batch_items(job, count=6, seconds=12)
