@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from payload_util import standin_env
 from ray_lab import ray_cluster
 
@@ -93,3 +94,11 @@ print("PID=%d" % ray.get(probe.pid.remote()), flush=True)
         assert lab.actor_pids("LabProbe") == pids
         assert lab.actor_pids() == pids  # Ray's own agents and idle workers are not actors
         assert lab.actor_pids(node=0) == pids
+
+
+def test_a_lab_without_ip_skips_with_the_reason(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `ip` found
+    with pytest.raises(pytest.skip.Exception, match=r"`ip`|root"):
+        with ray_cluster(gpus=[1], tmp=tmp_path):
+            pass
+    assert not list(tmp_path.iterdir()), "nothing was started or written"
