@@ -26,7 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     from .prefetch import add_arguments  # stdlib only at import time
 
     add_arguments(fetch)
+    from . import ray_admin  # stdlib only at import time (ray loads when it runs)
+
+    ray_admin.add_arguments(commands.add_parser(
+        "ray", help="a Ray cluster: status (nodes, GPUs, actors) or down (stop the actors)"))
     args = parser.parse_args(argv)
+    if args.command == "ray":
+        return ray_admin.run(args)
     if args.command == "prefetch":
         from .prefetch import run as prefetch
 
