@@ -5,6 +5,7 @@ its node running), its token written, its Ray node started or stopped."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from remote_sep.jobs import layout
 from remote_sep.jobs.payload_sync import payload_dir, payload_hash, sync_payload
 from remote_sep.provision.auto import ReadyOptions, prepare_ready
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # `ray start` colours its output even in a log
 Connect = Callable[[HostProfile], Any]  # remote_sep.ssh.host.connect (the one SSH seam)
 
 
@@ -77,7 +79,7 @@ def start(node: Node, *, head_address: str | None, port: int) -> None:
                            hint=f"its log: {node.where.ray_dir}/start.log on {node.name}") \
             from exc
     if result.exit_code != 0:
-        tail = _text(result.stdout).strip()[-commands.TAIL_CHARS:]
+        tail = ANSI.sub("", _text(result.stdout)).strip()[-commands.TAIL_CHARS:]
         raise ClusterError(f"{node.name}: `ray start` as {role} failed "
                            f"(exit {result.exit_code}): {tail}",
                            hint="is the port free, and the head reachable from this host?")
