@@ -199,3 +199,18 @@ def test_down_stops_every_ray_process_and_removes_the_token(world, cluster_up):
     rc, body = world.cli("cluster", "status", "lab")
     assert (rc, body["error"]["kind"]) == (21, "cluster"), body
     print(f"cluster up (2 nodes, first time): {world.up_seconds:.1f} s")
+
+
+def test_down_reports_a_host_it_cannot_reach_and_stops_the_others(world, cluster_up):
+    """After the cluster is down: a cluster profile whose head is gone (nothing listens)."""
+    import yaml
+
+    data = yaml.safe_load(world.hosts.read_text())
+    gone = {**data["hosts"]["gpu-a"], "port": free_port(), "connect_timeout": 3,
+            "ray": "auto", "ray_workers": ["gpu-b"]}
+    data["hosts"]["gone-lab"] = gone
+    world.hosts.write_text(yaml.safe_dump(data, sort_keys=False))
+    rc, body = world.cli("cluster", "down", "gone-lab")
+    assert (rc, body["error"]["kind"]) == (6, "unreachable"), body
+    assert "gone-lab" in body["error"]["message"]
+    assert body["error"]["stopped"] == ["gpu-b"] and list(body["error"]["failed"]) == ["gone-lab"]
