@@ -101,9 +101,12 @@ def test_the_probe_counts_the_gpus_nvidia_smi_lists():
     for count in (0, 1, 3):
         done = subprocess.run([str(standin), "--query-gpu=name", "--format=csv,noheader"],
                               env={"NVSMI_COUNT": str(count)}, capture_output=True, text=True)
-        text = "python=3.11\nray=2.60.0\nnode={\"running\": true}\ntoken=1\n" + "".join(
-            f"gpu={line}\n" for line in done.stdout.splitlines() if done.returncode == 0)
-        assert commands.parse_probe(text) == Probe("3.11", "2.60.0", True, True, count)
+        text = ('python=3.11\nray=2.60.0\nnode={"running": true, "gcs": "10.0.0.5:6379"}\n'
+                "token=1\n") + "".join(f"gpu={line}\n" for line in done.stdout.splitlines()
+                                       if done.returncode == 0)
+        probe = commands.parse_probe(text)
+        assert probe == Probe("3.11", "2.60.0", True, True, count, "10.0.0.5:6379")
+        assert probe.joined(6379) and not probe.joined(7000)
 
 
 def test_a_cluster_plan_pins_the_one_ray_and_serves_the_plain_profile_too():

@@ -55,11 +55,14 @@ class World:
                     "REMOTE_SEP_STATE_DIR": str(root / "state"), "HOME": str(root / "home")}
         (root / "home").mkdir()
         self.outputs: list[str] = []
+        self.timings: list[str] = []  # printed by the last test (figures, not asserted)
 
     def cli(self, *args: str, timeout: float = 240) -> tuple[int, dict]:
+        started = time.monotonic()
         done = subprocess.run(self.ns.argv([*CLI, *args, "--json"]), env=self.env,
                               cwd=self.root, capture_output=True, text=True, timeout=timeout)
         self.outputs += [done.stdout, done.stderr]
+        self.timings.append(f"{' '.join(args[:2])}: {time.monotonic() - started:.1f} s")
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
         assert lines, f"exit {done.returncode}: {done.stdout}\n{done.stderr[-3000:]}"
         assert "Traceback" not in done.stderr, done.stderr
@@ -111,10 +114,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster_up(world):
-    started = time.monotonic()
     rc, body = world.cli("cluster", "up", "lab", "--head", "gpu-a", "--workers", "gpu-b",
                          "--port", str(world.port), "--no-bootstrap")
-    world.up_seconds = time.monotonic() - started
     assert rc == 0, body
     return body
 
@@ -198,7 +199,7 @@ def test_down_stops_every_ray_process_and_removes_the_token(world, cluster_up):
     assert not any(world.token_file(n).exists() for n in world.servers)
     rc, body = world.cli("cluster", "status", "lab")
     assert (rc, body["error"]["kind"]) == (21, "cluster"), body
-    print(f"cluster up (2 nodes, first time): {world.up_seconds:.1f} s")
+    print("\ncluster commands, 2 nodes:", "; ".join(world.timings))
 
 
 def test_down_reports_a_host_it_cannot_reach_and_stops_the_others(world, cluster_up):

@@ -116,6 +116,11 @@ class Probe:
     running: bool  # this host's Ray node (started with its token file) is up
     token_present: bool
     gpus: int
+    gcs: str | None = None  # the GCS address that node belongs to (HOST:PORT)
+
+    def joined(self, port: int) -> bool:
+        """Its node runs and belongs to a cluster on PORT."""
+        return self.running and (self.gcs or "").rpartition(":")[2] == str(port)
 
 
 def parse_probe(text: str) -> Probe:
@@ -134,7 +139,8 @@ def parse_probe(text: str) -> Probe:
     except json.JSONDecodeError:
         node = {}
     return Probe(values.get("python") or None, values.get("ray") or None,
-                 bool(node.get("running")), values.get("token") == "1", gpus)
+                 bool(node.get("running")), values.get("token") == "1", gpus,
+                 node.get("gcs") or None)
 
 
 def check_versions(probes: Mapping[str, Probe]) -> str:

@@ -58,7 +58,10 @@ procs = table()
 found = ours(procs)
 if action == "probe":
     raylet = [p for p in found if procs[p][1] and os.path.basename(procs[p][1][0]) == "raylet"]
-    print(json.dumps({"running": bool(raylet), "processes": len(found)}))
+    gcs = [a.split("=", 1)[1] for p in raylet for a in procs[p][1]
+           if a.startswith(("--gcs-address=", "--gcs_address="))]
+    print(json.dumps({"running": bool(raylet), "gcs": gcs[0] if gcs else None,
+                      "processes": len(found)}))
     sys.exit(0)
 for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
     for pid in found:

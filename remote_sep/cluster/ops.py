@@ -78,33 +78,48 @@ def up(name: str, head: str, workers: list[str], *, connect: Connect,
     opened = _open_all(members, connect, options)
     try:
         ray_version = commands.check_versions({n.name: n.probe for n in opened})
+        kept: set[str] = set()
         head_node, worker_nodes = opened[0], opened[1:]
         for node in opened:
             if node.probe.gpus == 0:
-                say(f"{node.name}: no GPU found (nvidia-smi lists none): 0 GPUs in the cluster")
+                say(f"{node.name}: no GPU found (nvidia-smi lists none): it joins with 0 GPUs")
         address = head_address or head_node.where.profile.address
         started = _up_head(head_node, port, say)
+        if not started:
+            kept.add(head_node.name)
         token = nodes.read_token(head_node)
-        for node in worker_nodes:
-            _up_worker(node, token, address, port, restart=started, say=say)
+        _each(worker_nodes, lambda node: _up_worker(node, token, address, port,
+                                                   restart=started, say=say))
+        kept.update(n.name for n in worker_nodes if n.probe.joined(port) and not started)
         cluster = _write_profile(name, head, workers, hosts_file)
         status = nodes.admin(head_node, "status")
     finally:
         close_all(opened)
     return {"cluster": name, "head": head, "workers": workers, "address": f"{address}:{port}",
             "ray_version": ray_version, "hosts_file": cluster.source_file,
-            "hosts": {n.name: {"gpus": n.probe.gpus,
-                               "kept": n.probe.running and not (started and n is not head_node)}
-                      for n in opened},
+            "hosts": {n.name: {"gpus": n.probe.gpus, "kept": n.name in kept} for n in opened},
             "status": status}
+
+
+def _each(opened: list[Node], act: Callable[[Node], None]) -> None:
+    """ACT on every node at once (a worker's `ray start` takes seconds); the first failure
+    is raised once all have finished."""
+    if not opened:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(opened))) as pool:
+        futures = [pool.submit(act, node) for node in opened]
+    for future in futures:
+        future.result()
 
 
 def _up_head(node: Node, port: int, say: Say) -> bool:
     """True when the head was (re)started; False when it already ran with its token."""
-    if node.probe.running and node.probe.token_present:
+    if node.probe.joined(port) and node.probe.token_present:
         say(f"{node.name}: head already running: left alone, its token kept")
         return False
-    if node.probe.running:  # a node without its token file cannot be joined: start anew
+    if node.probe.running:  # without its token file, or on another port: start anew
+        say(f"{node.name}: stopping its Ray node (it runs for {node.probe.gcs}, or lost its "
+            "token)")
         nodes.stop(node.host, node.where)
     nodes.write_token(node, secrets.token_hex(32))
     say(f"{node.name}: starting the head ({node.probe.gpus} GPU(s), port {port})")
@@ -114,10 +129,10 @@ def _up_head(node: Node, port: int, say: Say) -> bool:
 
 def _up_worker(node: Node, token: str, address: str, port: int, *, restart: bool,
                say: Say) -> None:
-    if node.probe.running and not restart:
+    if node.probe.joined(port) and not restart:
         say(f"{node.name}: already in the cluster: left alone")
         return
-    if node.probe.running:  # it belonged to the head's previous run: its token is void
+    if node.probe.running:  # the head's previous run (its token is void), or another port
         nodes.stop(node.host, node.where)
     nodes.write_token(node, token)
     say(f"{node.name}: joining {address}:{port} ({node.probe.gpus} GPU(s))")
