@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -277,6 +278,22 @@ class Engine:
                 self.release_memory()
                 raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA OOM") from None
             raise
+
+    window = 1  # batches in flight (ItemSeparation): this process runs one at a time
+
+    def submit(self, signals: list[np.ndarray], descriptions: list[str], seed: int,
+               anchors: list[list] | None = None,
+               videos: list[tuple[np.ndarray, np.ndarray]] | None = None) -> Future:
+        """``separate`` now, as a finished future of ``(pairs, ranks)`` (the interface
+        remote_engine.RemoteEngine serves from a Ray cluster)."""
+        done: Future = Future()
+        try:
+            pairs = self.separate(signals, descriptions, seed, anchors=anchors, videos=videos)
+        except Exception as exc:  # noqa: BLE001 - raised again by result(), as separate would
+            done.set_exception(exc)
+        else:
+            done.set_result((pairs, self.last_ranks))
+        return done
 
     def predict_spans(self, signals: list[np.ndarray],
                       descriptions: list[str]) -> list[list[list[float]]]:

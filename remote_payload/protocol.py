@@ -12,6 +12,7 @@ Readers ignore fields they do not know. Events never carry secrets.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any
@@ -93,19 +94,21 @@ class EventWriter:
         self._file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         self._mirror = mirror
         self.seq = start_seq
+        self._lock = threading.Lock()  # Ray mode emits from one thread per item in flight
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"v": PROTOCOL_VERSION, "seq": self.seq}
-        record["t"] = round(time.time(), 3)
-        record["event"] = event
-        record.update(fields)
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        for stream in (self._file, self._mirror):
-            if stream is not None:
-                stream.write(line)
-                stream.flush()
-        self.seq += 1
-        return record
+        with self._lock:
+            record: dict[str, Any] = {"v": PROTOCOL_VERSION, "seq": self.seq}
+            record["t"] = round(time.time(), 3)
+            record["event"] = event
+            record.update(fields)
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for stream in (self._file, self._mirror):
+                if stream is not None:
+                    stream.write(line)
+                    stream.flush()
+            self.seq += 1
+            return record
 
     def close(self) -> None:
         if self._file is not None:

@@ -1,112 +1,69 @@
-"""``python -m remote_payload ray status|down --address ADDR [--ray-token-file PATH]``: what a
-Ray cluster holds, and stopping remote-sep's actors on it. One JSON line on stdout each.
+"""``python -m remote_payload ray status|down``: what `remote-sep cluster status/down` runs
+on the head. One JSON line on stdout each (the laptop parses it):
 
-A minimal implementation of the contract `remote-sep cluster status/down` codes against
-(docs/ray.md); the Ray driver's own module (the payload's Ray mode) supersedes it.
+- status: ``{"ray_version", "nodes": [{"node_id", "address", "alive", "gpus", "cpus"}],
+  "gpus": <GPUs of the alive nodes>, "actors": [{"name", "state", "node_id", "model",
+  "loaded", "items", "version"}]}``; an actor that does not answer in a few seconds is
+  listed with ``state: "unreachable"`` (pending on a lost node, or restarting).
+- down: ``{"killed": [names]}``: remote-sep's GPU actors killed for good (their GPUs free).
 
-status: {"ray_version", "nodes": [{"node_id", "address", "alive", "gpus", "cpus"}], "gpus",
-         "actors": [{"name", "state", "node_id", "model", "loaded", "items"}]}
-down:   {"killed": [names]}
-cannot connect: {"error": "cluster", "message": …}, exit 21.
+A cluster that cannot be joined: ``{"error": "cluster", "message": …}`` and exit 21.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
-import os
-import sys
 from typing import Any
 
-from .protocol import EXIT_CODES
+from .engine import EngineError
+from .protocol import exit_code_for
+from .ray_pool import NAMESPACE, connect, our_actor_names
 
-NAMESPACE = "remote-sep"  # the namespace remote-sep's named actors live in
-DESCRIBE_TIMEOUT_S = 5.0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("status", "down"))
-    parser.add_argument("--address", default="auto", help="the cluster (auto or HOST:PORT)")
-    parser.add_argument("--ray-token-file", help="the cluster's auth token file")
+ANSWER_SECONDS = 5.0
 
 
-def use_token_file(path: str | None) -> None:
-    """Token auth from PATH, unless the environment names a token of its own."""
-    if not path or not os.path.exists(path):
-        return
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = path
-
-
-def _say(value: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(value) + "\n")
-    sys.stdout.flush()
-
-
-def run(args: argparse.Namespace) -> int:
-    use_token_file(args.ray_token_file)
+def main(args: Any) -> int:
     try:
-        import ray
-    except ImportError as exc:
-        _say({"error": "cluster", "message": f"ray is not installed here: {exc}"})
-        return EXIT_CODES["cluster"]
-    noise = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(noise):
-            ray.init(address=args.address, namespace=NAMESPACE, logging_level="ERROR",
-                     log_to_driver=False)
-    except Exception as exc:  # noqa: BLE001 - every way of not connecting is one answer
-        _say({"error": "cluster",
-              "message": f"cannot connect to the Ray cluster at {args.address}: {exc}"})
-        return EXIT_CODES["cluster"]
-    try:
-        _say(_status(ray) if args.action == "status" else _down(ray))
-    finally:
-        ray.shutdown()
+        ray = connect(args.address, args.ray_token_file)
+        answer = status(ray) if args.action == "status" else down(ray)
+    except EngineError as exc:
+        print(json.dumps({"error": exc.kind, "message": exc.message}), flush=True)
+        return exit_code_for(exc.kind)
+    print(json.dumps(answer), flush=True)
     return 0
 
 
-def _named_actors(ray: Any) -> list[str]:
-    from ray.util import list_named_actors
-
-    return sorted({entry["name"] for entry in list_named_actors(all_namespaces=True)
-                   if entry.get("namespace") == NAMESPACE})
-
-
-def _status(ray: Any) -> dict[str, Any]:
-    nodes = [{"node_id": node["NodeID"], "address": node.get("NodeManagerAddress"),
-              "alive": bool(node.get("Alive")),
-              "gpus": float(node.get("Resources", {}).get("GPU", 0.0)),
-              "cpus": float(node.get("Resources", {}).get("CPU", 0.0))}
-             for node in ray.nodes()]
-    table = {}
-    with contextlib.suppress(Exception):  # the GCS actor table: state and node per actor
-        from ray._private.state import actors
-
-        table = {info.get("Name"): info for info in actors().values() if info.get("Name")}
-    listed = []
-    for name in _named_actors(ray):
-        info = table.get(name, {})
-        entry = {"name": name, "state": info.get("State", "UNKNOWN"),
-                 "node_id": (info.get("Address") or {}).get("NodeID"),
-                 "model": None, "loaded": False, "items": 0}
-        with contextlib.suppress(Exception):  # an actor that answers says what it holds
-            handle = ray.get_actor(name, namespace=NAMESPACE)
-            said = ray.get(handle.describe.remote(), timeout=DESCRIBE_TIMEOUT_S)
-            entry.update({k: said[k] for k in ("model", "loaded", "items") if k in said})
-        listed.append(entry)
+def status(ray: Any) -> dict[str, Any]:
+    nodes = [{"node_id": n["NodeID"], "address": n.get("NodeManagerAddress"),
+              "alive": bool(n.get("Alive")), "gpus": n.get("Resources", {}).get("GPU", 0.0),
+              "cpus": n.get("Resources", {}).get("CPU", 0.0)} for n in ray.nodes()]
+    actors = []
+    for name in our_actor_names(ray):
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+        row: dict[str, Any] = {"name": name, "state": "unreachable", "node_id": None,
+                               "model": None, "loaded": False, "calls": 0, "version": None}
+        try:
+            ref = handle.info.remote()
+            ready, _ = ray.wait([ref], timeout=ANSWER_SECONDS)
+            if ready:
+                info = ray.get(ref)
+                row.update(state="alive", node_id=info["node_id"], model=info["model"],
+                           loaded=info["loaded"], calls=info["calls"],
+                           version=info["version"])
+        except Exception:  # noqa: BLE001 - an old class or a dead actor: listed as is
+            row["state"] = "stale"
+        actors.append(row)
     return {"ray_version": ray.__version__, "nodes": nodes,
-            "gpus": sum(n["gpus"] for n in nodes if n["alive"]), "actors": listed}
+            "gpus": sum(n["gpus"] for n in nodes if n["alive"]), "actors": actors}
 
 
-def _down(ray: Any) -> dict[str, Any]:
+def down(ray: Any) -> dict[str, Any]:
     killed = []
-    for name in _named_actors(ray):
-        with contextlib.suppress(ValueError):  # gone meanwhile
+    for name in our_actor_names(ray):
+        try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
             killed.append(name)
+        except ValueError:  # gone meanwhile
+            pass
     return {"killed": killed}
+

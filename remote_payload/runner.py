@@ -10,24 +10,8 @@ ends the job.
 Reruns: every finished output has a ``<output>.sha256`` record; an output whose file still
 matches its record is not computed again (``item_done`` with ``skipped: true``).
 
-Batch inbox protocol (``--inbox DIR``), for a worker that keeps its model loaded:
-
-1. The manifest's own items (maybe none) run first; its ``settings`` apply to inbox items.
-2. The laptop drops item files into ``DIR``: one JSON object per file in the format of
-   ``manifest.item_to_json``, named ``<seq>-<id>.json`` and written atomically (temp name
-   starting with ``.`` or not ending in ``.json``, then rename). Names sort in order of
-   processing; files starting with ``.`` or not ending in ``.json`` are ignored.
-3. The worker polls about every 0.2 s, takes the first name by renaming it into
-   ``DIR/../taken/<name>`` (so a restarted worker never takes it again), then runs it.
-   A file that is not a valid item gives an ``error`` event (kind ``bad_config``, item
-   null, ``file`` = its name) and the worker goes on.
-4. The worker exits (``bye``) once ``DIR/CLOSE`` exists and no item file is left in DIR.
-5. Orphans: the laptop keeps ``DIR/../heartbeat`` fresh while it follows the events.
-   Between items and while waiting, a worker whose heartbeat (before the first one: the
-   moment the worker was ready to take items) is older than
-   ``settings.worker_idle_timeout`` seconds (0: never) retires: the item it ran is
-   finished, untaken items stay in DIR, a ``warning`` (code ``idle_timeout``), then ``bye``
-   with ``retired: "idle"`` and exit code 0 (unless an item failed before).
+Batch inbox (``--inbox DIR``): the worker keeps its model loaded and takes item files
+from DIR; the protocol is in inbox.py. Ray mode (``--ray``): ray_runner.py.
 """
 
 from __future__ import annotations
@@ -35,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -42,13 +27,13 @@ from . import audio_io, stereo
 from .chain import ChainSeparation, chain_paths
 from .engine import Engine, EngineError, OutOfMemory
 from .hub_cache import preflight
+from .inbox import Sequential, run_inbox
 from .judge import Scorer
-from .manifest import OTHER_STEM, Item, Manifest, ManifestError, Settings, item_from_json
+from .manifest import OTHER_STEM, Item, Manifest, ManifestError, Settings
 from .protocol import (
     BYE,
     CHUNK,
     ERROR,
-    HEARTBEAT_FILE,
     HELLO,
     ITEM_DONE,
     ITEM_START,
@@ -62,7 +47,6 @@ from .spans import SpanError, check_within
 from .video import VideoError, VideoSource, open_video
 
 PAYLOAD_VERSION = "0.1.0"
-POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -93,12 +77,17 @@ class Runner:
         self.scorer: Scorer | None = None  # quality scores (settings.score), judge.py
         self.waiting_since = time.time()  # the idle clock's origin before any heartbeat
         self.retired: str | None = None  # "idle" once the worker retired by itself
+        # Ray mode runs several items at once (ray_runner.py): the tally, the first load
+        # and the judge are shared
+        self.lock = threading.RLock()
+        self.stopping = False  # the job is being stopped: what fails now is not the item's
 
     # -- events -------------------------------------------------------------------------
     def error(self, kind: str, message: str, item: str | None = None,
               desc: int | None = None, **extra) -> None:
-        self.events.emit(ERROR, item=item, desc=desc, kind=kind, message=message, **extra)
-        self.tally.fail(kind, item)
+        with self.lock:
+            self.events.emit(ERROR, item=item, desc=desc, kind=kind, message=message, **extra)
+            self.tally.fail(kind, item)
 
     def warning(self, message: str, item: str | None = None, code: str | None = None) -> None:
         self.events.emit(WARNING, item=item, message=message, code=code)
@@ -109,19 +98,24 @@ class Runner:
         the components this job loads can be had (hub_cache.preflight)."""
         self.engine = Engine(self.settings, warn=self.warning)
         self.scorer = Scorer(self.settings, self.engine.device)
-        self.events.emit(HELLO, payload_version=PAYLOAD_VERSION, pid=os.getpid(),
-                         python=sys.version.split()[0], **self.engine.describe())
+        self.hello()
         problem = preflight(self.settings, cwd=self.base)  # before the first item, not at load
         if problem:
             raise EngineError(*problem)
 
+    def hello(self, **extra) -> None:
+        assert self.engine is not None
+        self.events.emit(HELLO, payload_version=PAYLOAD_VERSION, pid=os.getpid(),
+                         python=sys.version.split()[0], **self.engine.describe(), **extra)
+
     def ensure_loaded(self) -> None:
         assert self.engine is not None
-        if not self.engine.loaded:
-            fields = self.engine.load()
-            assert self.scorer is not None  # the judge too, before any work: fails early
-            fields.update(self.scorer.ensure_loaded(self.engine.model))
-            self.events.emit(LOAD, **fields)
+        with self.lock:
+            if not self.engine.loaded:
+                fields = self.engine.load()
+                assert self.scorer is not None  # the judge too, before any work: fails early
+                fields.update(self.scorer.ensure_loaded(self.engine.model))
+                self.events.emit(LOAD, **fields)
 
     def run_item(self, item: Item) -> None:
         """Every description of one item; errors become events, job-fatal ones propagate."""
@@ -311,9 +305,10 @@ class Runner:
         if not self.scorer.enabled or "target" not in job.paths:  # a stem split: not scored
             return extra
         try:
-            extra.update(self.scorer.scores(os.path.join(self.base, item.input),
-                                            job.paths["target"], shas["target"],
-                                            job.description))
+            with self.lock:  # one judge per process
+                extra.update(self.scorer.scores(os.path.join(self.base, item.input),
+                                                job.paths["target"], shas["target"],
+                                                job.description))
         except EngineError:
             raise
         except Exception as exc:  # the outputs stand; only their scores are missing
@@ -328,65 +323,25 @@ class Runner:
             except EngineError:
                 raise
             except Exception as exc:  # one bad item never stops the others
+                if self.stopping:
+                    return
                 self.error("internal", f"{type(exc).__name__}: {exc}", item=item.id)
-            if item.id not in self.tally.failed_ids:
-                self.tally.items_done += 1
+            with self.lock:
+                if item.id not in self.tally.failed_ids:
+                    self.tally.items_done += 1
 
     def run_inbox(self, inbox: str) -> None:
-        """The batch worker loop (protocol in the module docstring)."""
-        job_dir = os.path.dirname(os.path.abspath(inbox))
-        taken = os.path.join(job_dir, "taken")
-        heartbeat = os.path.join(job_dir, HEARTBEAT_FILE)
-        os.makedirs(inbox, exist_ok=True)
-        os.makedirs(taken, exist_ok=True)
-        self.waiting_since = time.time()  # ready for items: the worker's own start
-        while True:
-            if self._orphaned(heartbeat):
-                return
-            names = sorted(n for n in os.listdir(inbox)
-                           if n.endswith(".json") and not n.startswith("."))
-            if not names:
-                if os.path.exists(os.path.join(inbox, "CLOSE")):
-                    if not any(n.endswith(".json") and not n.startswith(".")
-                               for n in os.listdir(inbox)):
-                        return
-                    continue
-                time.sleep(POLL_SECONDS)
-                continue
-            claimed = os.path.join(taken, names[0])
-            try:
-                os.rename(os.path.join(inbox, names[0]), claimed)
-            except FileNotFoundError:
-                continue
-            try:
-                with open(claimed, encoding="utf-8") as source:
-                    item = item_from_json(source.read())
-            except (OSError, ManifestError) as exc:
-                self.error("bad_config", f"inbox file {names[0]}: {exc}", file=names[0])
-                continue
-            self.run_items([item])
+        """The batch worker loop (protocol in the module docstring; inbox.py)."""
+        run_inbox(self, inbox, Sequential(self))
 
-    def _orphaned(self, heartbeat: str) -> bool:
-        """Has the laptop been gone for ``worker_idle_timeout``? Then say so and retire."""
-        limit = self.settings.worker_idle_timeout
-        if not limit:
-            return False
-        try:
-            last = max(self.waiting_since, os.stat(heartbeat).st_mtime)
-        except FileNotFoundError:
-            last = self.waiting_since
-        idle = time.time() - last
-        if idle <= limit:
-            return False
-        self.retired = "idle"
-        self.warning(f"no heartbeat from the laptop for {idle:.0f} s (worker_idle_timeout "
-                     f"{limit:g} s): the worker retires; finished outputs stay for a resume",
-                     code="idle_timeout")
-        return True
+    def close(self) -> None:
+        """Nothing to release: the process ends."""
 
 
-def run_job(manifest_path: str, events_path: str, inbox: str | None = None) -> int:
-    """The whole job; returns the process exit code."""
+def run_job(manifest_path: str, events_path: str, inbox: str | None = None,
+            ray: dict | None = None) -> int:
+    """The whole job; returns the process exit code. RAY: ray_runner.RayRunner's keywords
+    (the model runs on a Ray cluster's GPU actors)."""
     events = EventWriter(events_path, mirror=sys.stdout, start_seq=_next_seq(events_path))
     runner: Runner | None = None
     tally = Tally()
@@ -400,7 +355,12 @@ def run_job(manifest_path: str, events_path: str, inbox: str | None = None) -> i
             tally.fail("bad_config", None)
             return tally.exit_code
         base = os.path.dirname(os.path.abspath(manifest_path))
-        runner = Runner(manifest.settings, base, events)
+        if ray:
+            from .ray_runner import RayRunner  # imports ray only in Ray mode
+
+            runner = RayRunner(manifest.settings, base, events, **ray)
+        else:
+            runner = Runner(manifest.settings, base, events)
         tally = runner.tally
         try:
             runner.start()
@@ -411,8 +371,12 @@ def run_job(manifest_path: str, events_path: str, inbox: str | None = None) -> i
             runner.error(exc.kind, exc.message)
         except KeyboardInterrupt:
             runner.error("interrupted", "the payload was stopped (signal); partial outputs removed")
+        except Exception as exc:  # a bug: said in the stream (bye ok=false), never a quiet exit
+            runner.error("internal", f"{type(exc).__name__}: {exc}")
         return tally.exit_code
     finally:
+        if runner is not None:
+            runner.close()
         retired = {"retired": runner.retired} if runner and runner.retired else {}
         events.emit(BYE, ok=tally.first_error is None, items_done=tally.items_done,
                     items_failed=tally.items_failed, exit_code=tally.exit_code, **retired)

@@ -20,6 +20,7 @@ signal (``audio_io.Unseen``), so ``target + residual`` is the input at its own r
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -115,14 +116,18 @@ class ItemSeparation:
                     writer.abort()  # no-op for finished ones (their temp name is gone)
 
     def _stream(self, plan, batch_size: int) -> None:
+        """Batches go to ``engine.submit`` as the chunks are read; up to ``engine.window``
+        are in flight (1 in this process; two per GPU in Ray mode) and their answers are
+        taken in submission order, so the outputs never depend on where a batch ran."""
         spans = [(c.start, c.end) for c in plan]
         inputs: dict[int, np.ndarray] = {}
         results: dict[tuple[int, int], dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         pending: list[tuple[int, int, int]] = []  # (chunk, job position, lane)
+        in_flight: deque = deque()  # (entries, future of (pairs, ranks))
         next_chunk = 0  # next chunk index to hand to the overlap-add
+        window = max(1, getattr(self.engine, "window", 1))
 
-        def flush(entries: list[tuple[int, int, int]]) -> None:
-            nonlocal next_chunk
+        def submit(entries: list[tuple[int, int, int]]) -> None:
             signals = [self._lane(inputs[c], lane) for c, _, lane in entries]
             descs = [self.jobs[j].description for _, j, _ in entries]
             first = entries[0]
@@ -131,10 +136,18 @@ class ItemSeparation:
             prompts = {} if self.video is None else {"videos": [
                 self.video.for_chunk(spans[c][0], spans[c][1] - spans[c][0])
                 for c, _, _ in entries]}
-            separated = self.engine.separate(signals, descs, seed, anchors=anchors, **prompts)
+            in_flight.append((entries, self.engine.submit(signals, descs, seed,
+                                                          anchors=anchors, **prompts)))
+            while len(in_flight) >= window:
+                collect()
+
+        def collect() -> None:
+            nonlocal next_chunk
+            entries, future = in_flight.popleft()
+            separated, ranks = future.result()
             for (c, j, lane), pair in zip(entries, separated, strict=True):
                 results.setdefault((c, j), {})[lane] = pair
-            for (c, j, lane), rank in zip(entries, self.engine.last_ranks or [], strict=False):
+            for (c, j, lane), rank in zip(entries, ranks or [], strict=False):
                 self.jobs[j].ranks[(c, lane)] = rank  # which candidate the ranker kept
             while next_chunk in inputs and all(
                     len(results.get((next_chunk, j), {})) == self.lanes
@@ -142,16 +155,22 @@ class ItemSeparation:
                 self._emit_chunk(next_chunk, inputs.pop(next_chunk), results)
                 next_chunk += 1
 
-        chunks = audio_io.prefetch(audio_io.read_chunks(self.info, spans), depth=2)
-        for index, data in enumerate(chunks):
-            inputs[index] = data
-            pending.extend((index, j, lane) for j in range(len(self.jobs))
-                           for lane in range(self.lanes))
-            while len(pending) >= batch_size:
-                flush(pending[:batch_size])
-                del pending[:batch_size]
-        if pending:
-            flush(pending)
+        try:
+            chunks = audio_io.prefetch(audio_io.read_chunks(self.info, spans), depth=2)
+            for index, data in enumerate(chunks):
+                inputs[index] = data
+                pending.extend((index, j, lane) for j in range(len(self.jobs))
+                               for lane in range(self.lanes))
+                while len(pending) >= batch_size:
+                    submit(pending[:batch_size])
+                    del pending[:batch_size]
+            if pending:
+                submit(pending)
+            while in_flight:
+                collect()
+        finally:
+            for _, future in in_flight:  # a failure: what is still queued is not wanted
+                future.cancel()
 
     def _anchors(self, plan: list[Chunk], entries: list[tuple[int, int, int]],
                  signals: list[np.ndarray], descs: list[str]) -> list[list] | None:

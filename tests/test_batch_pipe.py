@@ -30,6 +30,19 @@ def test_depth_is_bounded_by_max_ahead_and_a_fair_share():
     assert queue_depth(base=2, max_ahead=16, item_s=0.06, link_s=0.3, fair_share=0) == 3
 
 
+def test_depth_of_a_worker_running_several_units_at_once():
+    # A Ray driver with 4 GPU actors: 4 running + the 2 spare, before any timing
+    assert queue_depth(base=2, max_ahead=16, item_s=None, link_s=None, fair_share=50,
+                       slots=4) == 6
+    # 0.24 s per unit on each of 4 GPUs = one unit per 0.06 s: as deep as one GPU at 0.06 s
+    # plus the 3 units the other slots hold
+    assert queue_depth(base=2, max_ahead=16, item_s=0.24, link_s=0.3, fair_share=50,
+                       slots=4) == 15
+    # the cap grows with the slots: 16 GPUs never starve on a max_ahead of 16
+    assert queue_depth(base=2, max_ahead=16, item_s=10.0, link_s=0.3, fair_share=100,
+                       slots=16) == 18
+
+
 def _job(tmp_path: Path) -> tuple[WorkerJob, Path]:
     base = tmp_path / "remote"
     paths = layout.JobPaths(str(base), "j1")

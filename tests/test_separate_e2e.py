@@ -307,7 +307,8 @@ def test_process_dying_without_bye_is_job_failed(ssh_server, tmp_path):
 
 def test_ctrl_c_detaches_and_attach_finishes(ssh_server, tmp_path):
     from remote_sep.errors import Interrupted
-    from remote_sep.jobs.separate import SeparateOptions, run_attach, run_separate
+    from remote_sep.jobs.attach import run_attach
+    from remote_sep.jobs.separate import SeparateOptions, run_separate
     from remote_sep.profiles import get_profile
 
     hosts = hosts_yaml(tmp_path, ssh_server, env={"SAM_STANDIN_SECONDS_PER_SECOND": "1"})

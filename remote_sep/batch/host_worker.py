@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from remote_payload.protocol import BYE, CHUNK, ERROR, ITEM_DONE, ITEM_START, LOAD
+from remote_payload.protocol import BYE, CHUNK, ERROR, HELLO, ITEM_DONE, ITEM_START, LOAD
 from remote_sep.batch.host_status import HostReady, HostStatus, WorkerOptions
 from remote_sep.batch.pipe import EventFeed, Ewma, Uploader, queue_depth, timed
 from remote_sep.batch.plan import Unit
@@ -281,8 +281,8 @@ class HostWorker(threading.Thread):
         fair = math.ceil(self.queue.pending() / max(1, self.fleet_size))
         return queue_depth(base=self.opts.ahead, max_ahead=self.opts.max_ahead,
                            item_s=self.job.item_s.value if self.job else None,
-                           link_s=self._link_s.value,
-                           fair_share=fair)
+                           link_s=self._link_s.value, fair_share=fair,
+                           slots=self.job.slots if self.job else 1)
 
     def _withdraw(self, job: WorkerJob) -> None:
         """Ctrl-C (drain): the items the worker has not taken yet come back unrun (queued
@@ -329,7 +329,9 @@ class HostWorker(threading.Thread):
     def _on_event(self, job: WorkerJob, event: dict[str, Any]) -> None:
         name = event.get("event")
         unit = job.unit_of(event.get("item"))
-        if name == LOAD:
+        if name == HELLO:  # a Ray driver runs `slots` units at once (docs/ray.md)
+            job.slots = max(1, int(event.get("slots") or 1))
+        elif name == LOAD:
             self.status.loads += 1
             self.status.state = "running"
         elif name == ITEM_START and unit is not None:

@@ -50,15 +50,22 @@ class EventFeed:
 
 
 def queue_depth(*, base: int, max_ahead: int, item_s: float | None, link_s: float | None,
-                fair_share: int) -> int:
+                fair_share: int, slots: int = 1) -> int:
     """Units to keep queued on the remote (beyond none): ``base + 1`` until both timings are
     known, then enough to cover two upload round trips (``link_s``) at ``item_s`` per unit
-    plus ``base`` spare, never above ``max_ahead`` nor above ``fair_share`` (but >= 1)."""
+    plus ``base`` spare, never above ``max_ahead`` nor above ``fair_share`` (but >= 1).
+
+    ``slots``: units the worker runs at once (a Ray driver: one per GPU actor). Each slot
+    holds a unit of its own and they finish ``slots`` times as often, so the spare and the
+    cap grow by the slots and the time per unit shrinks by them."""
+    slots = max(1, slots)
+    base += slots - 1
+    max_ahead = max(max_ahead, 2 * slots)
     depth = base + 1
     if item_s is not None and link_s is not None:
         # A bundle is sent only once the previous one landed: the queue must last while
         # the GPU eats through one upload's worth of units and the next upload travels.
-        depth = max(depth, math.ceil(2 * link_s / max(item_s, 0.005)) + base)
+        depth = max(depth, math.ceil(2 * link_s / max(item_s / slots, 0.005)) + base)
     return max(1, min(depth, max_ahead, max(fair_share, base + 1)))
 
 

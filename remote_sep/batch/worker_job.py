@@ -109,6 +109,7 @@ class WorkerJob:
         self.backlog: list[dict[str, Any]] = []  # taken by the pump, not yet handled
         self.upload_wake: threading.Event | None = None  # set when the GPU queue shrinks
         self.item_s = Ewma()  # GPU seconds per unit, from item_done events as they arrive
+        self.slots = 1  # units the worker runs at once (hello's `slots`: a Ray driver's GPUs)
         self.ended = False
         self.end_reason = ""
         self.closed = False

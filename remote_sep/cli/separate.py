@@ -173,7 +173,7 @@ def attach(
     as_json: JsonOption = False,
 ) -> None:
     """Follow a job from its first event and pull every output not already here."""
-    from remote_sep.jobs.separate import run_attach
+    from remote_sep.jobs.attach import run_attach
 
     def action() -> dict[str, Any]:
         profile = _profile(host, hosts)

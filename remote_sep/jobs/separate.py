@@ -1,4 +1,5 @@
-"""The core of `remote-sep separate` and `attach`: local checks, upload, start, follow, pull.
+"""The core of `remote-sep separate`: local checks, upload, start, follow, pull (`attach`:
+jobs/attach.py).
 
 No printing: progress goes through ``notify`` (see jobs/follow.py); failures are RemoteSepError.
 Round trips on a provisioned host: prepare (1), upload when not cached (SFTP open + put),
@@ -16,7 +17,7 @@ from typing import Any
 
 import soundfile
 
-from remote_payload.manifest import Item, Manifest, ManifestError, Settings
+from remote_payload.manifest import Item, Manifest, Settings
 from remote_sep.errors import (
     BadAudio,
     ConfigError,
@@ -240,10 +241,10 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         notify("status", {"message": f"job {job_id} started on {profile.name}"})
         result = follow_job(link, record, cursor, notify, first_poll=first)
     except KeyboardInterrupt:
-        raise _detached(profile, record) from None
+        raise detached(profile, record) from None
     except RemoteSepError as exc:
         if exc.local and record is not None:
-            raise _pull_stopped(exc, record, profile) from None
+            raise pull_stopped(exc, record, profile) from None
         if not isinstance(exc, Unreachable):
             raise
         if record is not None:
@@ -255,7 +256,7 @@ def run_separate(audio: Path, profile: HostProfile, opts: SeparateOptions,
         link.close()
         if staging is not None:
             staging.cleanup()
-    body = _result(record, result, started, link)
+    body = result_of(record, result, started, link)
     if staged is not None:
         body["video"] = staged.summary(opts.visual)
     return body
@@ -283,90 +284,7 @@ def _ready_host(link: Link, profile: HostProfile, cached: tuple[str, int],
         lambda h: prepare(h, profile, payload_hash(), *cached)))
 
 
-def run_attach(job_id: str, profile: HostProfile, out: str | None = None,
-               notify: Notify = _quiet, connect=None, force: bool = False) -> dict[str, Any]:
-    """Follow a job from its first event and pull every output not already here."""
-    started = time.monotonic()
-    record = records.load(profile.name, job_id)
-    link = Link(profile, connect, notify=notify)
-    try:
-        renamed = record is None or bool(out)
-        if renamed:
-            record = _record_from_remote(link, profile, job_id, out, record)
-        _check_writable(record)  # before exists() below: it raises on a name too long
-        if renamed and not force:
-            _refuse_foreign_outputs(record)
-        if record.pid is None:
-            record.pid = link.call(lambda h: read_pid(h, JobPaths(record.base, job_id)))
-        records.save(record)
-        result = follow_job(link, record, Cursor(), notify)
-    except KeyboardInterrupt:
-        raise _detached(profile, record) from None
-    except RemoteSepError as exc:
-        if exc.local and record is not None:
-            raise _pull_stopped(exc, record, profile) from None
-        raise
-    finally:
-        link.close()
-    return _result(record, result, started, link)
-
-
-def _record_from_remote(link: Link, profile: HostProfile, job_id: str, out: str | None,
-                        old: records.JobRecord | None) -> records.JobRecord:
-    """Rebuild the output map from the remote manifest (no local record, or a new --out)."""
-    if not re.fullmatch(r"[\w.-]+", job_id):
-        raise ConfigError(f"not a job id: {job_id!r}")
-    ready = link.call(lambda h: prepare(h, profile, payload_hash(), None))
-    paths = JobPaths(ready.base, job_id)
-    try:
-        text = link.call(lambda h: h.read_bytes(paths.manifest)).decode("utf-8")
-        manifest = Manifest.from_json(text)
-    except (RemoteSepError, ManifestError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"no job {job_id} on {profile.name} ({exc})",
-                          hint=f"list jobs with: remote-sep jobs {profile.name}") from None
-    record = old or records.JobRecord(host=profile.name, job_id=job_id, base=ready.base,
-                                          ext=manifest.settings.extension)
-    for item in manifest.items:
-        several = len(manifest.items) > 1
-        descs = item.descriptions
-        if item.stems is not None:  # a stem split: one output key, one kind per stem
-            descs = [" > ".join(item.descriptions)]
-            record.kinds[records.output_key(item.id, 0)] = item.output_stems
-        for k, desc in enumerate(descs):
-            key = records.output_key(item.id, k)
-            record.descriptions[key] = desc
-            if out and outputs.names_a_folder(out):  # same names, in that folder
-                name = Path(record.prefixes[key]).name if key in record.prefixes \
-                    else f"{job_id}_{item.id}_{slug(desc)}"
-                record.prefixes[key] = str(outputs.absolute(out) / name)
-            elif out:
-                base = outputs.absolute(out)
-                tag = "_".join(([item.id] if several else [])
-                               + ([slug(desc)] if len(descs) > 1 else []))
-                record.prefixes[key] = str(base.with_name(f"{base.name}_{tag}") if tag else base)
-            elif key not in record.prefixes:
-                record.prefixes[key] = str(Path.cwd() / f"{job_id}_{item.id}_{slug(desc)}")
-    return record
-
-
-def _check_writable(record: records.JobRecord) -> None:
-    outputs.check_writable([record.local_path(key, kind) for key in record.prefixes
-                            for kind in record.kinds_for(key)],
-                           hint="pick a folder you can write with --out DIR/")
-
-
-def _refuse_foreign_outputs(record: records.JobRecord) -> None:
-    """Names attach picked now (--out, or a job this laptop did not start) must not clobber
-    a file this job did not pull there earlier."""
-    existing = [path for key in record.prefixes for kind in record.kinds_for(key)
-                if (path := record.local_path(key, kind)).exists()
-                and str(path) not in record.pulled]
-    if existing:
-        raise OutputExists(f"output exists: {existing[0]}",
-                           hint="pass --force to overwrite, or --out to pick another name")
-
-
-def _pull_stopped(exc: RemoteSepError, record: records.JobRecord,
+def pull_stopped(exc: RemoteSepError, record: records.JobRecord,
                   profile: HostProfile) -> RemoteSepError:
     """A local write failed while pulling: say which outputs arrived, which did not, and
     how to pull the rest once there is room (the job's outputs stay on the host)."""
@@ -384,14 +302,14 @@ def _pull_stopped(exc: RemoteSepError, record: records.JobRecord,
     return exc
 
 
-def _detached(profile: HostProfile, record: records.JobRecord | None) -> Interrupted:
+def detached(profile: HostProfile, record: records.JobRecord | None) -> Interrupted:
     if record is None:
         return Interrupted("interrupted before the job started; nothing runs on the host")
     return Interrupted(f"detached from job {record.job_id}; it keeps running on {profile.name}",
                        hint=f"remote-sep attach {record.job_id} --host {profile.name}")
 
 
-def _result(record, follow, started: float, link: Link) -> dict[str, Any]:
+def result_of(record, follow, started: float, link: Link) -> dict[str, Any]:
     outputs = []
     for key, kinds in sorted(follow.outputs.items()):
         entry = {"key": key, "description": record.descriptions.get(key)}

@@ -131,7 +131,8 @@ def test_out_naming_a_folder_puts_the_outputs_inside(tmp_path):
 
 def test_attach_after_a_relative_out_writes_where_separate_would_have(tmp_path, monkeypatch):
     from remote_sep.errors import Interrupted
-    from remote_sep.jobs.separate import SeparateOptions, run_attach, run_separate
+    from remote_sep.jobs.attach import run_attach
+    from remote_sep.jobs.separate import SeparateOptions, run_separate
     from remote_sep.profiles import get_profile
 
     profile = get_profile("local", local_hosts(tmp_path, SAM_STANDIN_SECONDS_PER_SECOND="0.5"))
