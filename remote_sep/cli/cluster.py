@@ -137,11 +137,12 @@ def _show_status(status: dict[str, Any]) -> None:
     if not actors:
         out_console.print("no GPU actors (none started yet)", markup=False)
         return
-    table = Table("actor", "node", "state", "model", "items", title="GPU actors")
+    table = Table("actor", "node", "state", "model", "calls", title="GPU actors")
     for actor in actors:
         model = str(actor.get("model") or "-")
         if actor.get("model"):
             model += " (loaded)" if actor.get("loaded") else " (not loaded)"
         table.add_row(str(actor.get("name")), str(actor.get("node_id") or "")[:12],
-                      str(actor.get("state")), model, str(actor.get("items", 0)))
+                      str(actor.get("state")), model,
+                      str(actor.get("calls", actor.get("items", 0))))
     out_console.print(table)
