@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import TESTS, profile_for, write_hosts_file
 from faults.netns import network_namespace
+from payload_util import write_audio
 from sshd import free_port, start_sshd
 
 from remote_sep.profiles import load_hosts
@@ -146,9 +147,14 @@ def test_the_token_is_0600_on_each_host_and_in_no_argv_or_log(world, cluster_up)
     assert len(token) == 64
     for name in world.servers:
         assert stat.S_IMODE(world.token_file(name).stat().st_mode) == 0o600
-    argvs = world.others()
-    assert any("raylet" in argv for argv in argvs.values()), argvs  # Ray runs in there
-    assert not [argv for argv in argvs.values() if token in argv]
+    assert any("raylet" in argv for argv in world.others().values())  # Ray runs in there
+    assert_token_nowhere(world, token)
+
+
+def assert_token_nowhere(world: World, token: str) -> None:
+    """Not in the argv of any process in the namespace, any file but the token files (Ray's
+    logs, start.log, job logs, sshd logs, remote-sep's state), any command's output."""
+    assert not [argv for argv in world.others().values() if token in argv]
     logs = [p for folder in (world.root, *world.ray_tmp.values())
             for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()
             and p.name != "auth_token" and p.stat().st_size < 50 << 20]
@@ -186,6 +192,24 @@ def test_up_again_leaves_every_node_alone(world, cluster_up):
     raylets = {p for p, argv in world.others().items() if "raylet/raylet" in argv}
     assert len(raylets) == 2 and raylets <= pids  # the same two nodes, none restarted
     assert body["result"]["status"]["gpus"] == 2
+
+
+def test_a_job_on_the_cluster_profile_runs_on_its_gpu_actors(world, cluster_up):
+    """The profile `cluster up` wrote is usable as it is: `separate --host lab` runs the
+    driver on the head with the token `cluster up` placed, on the cluster's GPU actors."""
+    audio = write_audio(world.root / "mix.wav", seconds=4.0, rate=16000)
+    rc, body = world.cli("separate", str(audio), "--desc", "whistle", "--host", "lab",
+                         "--out", str(world.root / "out" / "mix"))
+    assert rc == 0, body
+    outputs = body["result"]["outputs"]
+    assert len(outputs) == 1 and Path(outputs[0]["target"]).is_file()
+    job = world.root / "remote-gpu-a" / "jobs" / body["result"]["job_id"]
+    hello = next(json.loads(line) for line in (job / "events.jsonl").read_text().splitlines()
+                 if '"hello"' in line)
+    assert hello["device"] == "ray" and hello["ray"]["gpus"] == 2, hello
+    rc, body = world.cli("cluster", "status", "lab")
+    assert rc == 0 and body["result"]["actors"], body  # the GPU actors, kept warm
+    assert_token_nowhere(world, world.token_file("gpu-a").read_text().strip())
 
 
 def test_down_stops_every_ray_process_and_removes_the_token(world, cluster_up):
