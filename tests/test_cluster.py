@@ -139,3 +139,30 @@ def test_the_cluster_profile_is_written_with_comments_kept(tmp_path):
         ("10.0.0.5", 2222, "auto", ["b", "c"])
     with pytest.raises(ConfigError):
         write_entry("local", {"host": "x"}, hosts)
+
+
+def test_the_scoped_stop_ends_only_processes_started_with_the_token_path(tmp_path):
+    """node_script: a process whose environment names this host's token file (and its
+    children) is stopped; one without it, and the shell running the stop, are not."""
+    import os
+    import sys
+
+    from remote_sep.cluster.node_script import NODE_SNIPPET
+
+    token = str(tmp_path / "ray" / "auth_token")
+    other = subprocess.Popen(["sleep", "60"])  # not ours: no marker in its environment
+    try:
+        script = ('sh -c "sleep 60" & S=$!\n'  # ours, and its child
+                  f'"$PY" -c "$SNIPPET" stop {token}\n'
+                  'sleep 0.2; kill -0 $S 2>/dev/null && echo ours-alive || echo ours-gone\n'
+                  'echo shell-alive\n')
+        env = {**os.environ, "RAY_AUTH_TOKEN_PATH": token, "PY": sys.executable,
+               "SNIPPET": NODE_SNIPPET}
+        done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
+                              timeout=30)
+        assert "ours-gone" in done.stdout and "shell-alive" in done.stdout, done
+        assert '"left": []' in done.stdout
+        assert other.poll() is None  # untouched
+    finally:
+        other.kill()
+        other.wait()

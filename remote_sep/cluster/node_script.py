@@ -16,6 +16,9 @@ import json, os, signal, sys, time
 action, token_path = sys.argv[1], sys.argv[2]
 marker = b"RAY_AUTH_TOKEN_PATH=" + token_path.encode()
 me, uid = os.getpid(), os.getuid()
+# gcs_server, raylet and their agents can take over 10 s to leave on TERM (each waits on the
+# others, all stopping at once): the whole node goes, so KILL what is left after 3 s.
+TERM_GRACE_S = 3.0
 
 def table():
     procs = {}
@@ -36,8 +39,17 @@ def table():
         procs[int(name)] = (ppid, [a.decode("utf-8", "replace") for a in argv if a], mine)
     return procs
 
+def ancestors(procs):
+    """This process's parents: the shell that ran it has the same environment."""
+    seen, pid = set(), os.getppid()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        pid = procs[pid][0] if pid in procs else 0
+    return seen
+
 def ours(procs):
-    found = {pid for pid, (_, _, mine) in procs.items() if mine}
+    mine_up = ancestors(procs)
+    found = {pid for pid, (_, _, mine) in procs.items() if mine and pid not in mine_up}
     grew = True
     while grew:
         grew = False
@@ -63,7 +75,7 @@ if action == "probe":
     print(json.dumps({"running": bool(raylet), "gcs": gcs[0] if gcs else None,
                       "processes": len(found)}))
     sys.exit(0)
-for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 5.0)):
     for pid in found:
         try:
             os.kill(pid, sig)
