@@ -239,3 +239,15 @@ def test_down_reports_a_host_it_cannot_reach_and_stops_the_others(world, cluster
     assert (rc, body["error"]["kind"]) == (6, "unreachable"), body
     assert "gone-lab" in body["error"]["message"]
     assert body["error"]["stopped"] == ["gpu-b"] and list(body["error"]["failed"]) == ["gone-lab"]
+
+
+def test_a_failing_ray_start_is_one_cluster_error_with_its_output(world, cluster_up):
+    """After the cluster is down: a port inside Ray's worker port range (10002-19999) makes
+    `ray start --head` fail at once; its own words are in the message."""
+    rc, body = world.cli("cluster", "up", "bad", "--head", "gpu-a", "--port", "15000",
+                         "--no-bootstrap")
+    assert (rc, body["error"]["kind"]) == (21, "cluster"), body
+    message = body["error"]["message"]
+    assert message.startswith("gpu-a: `ray start` as head failed (exit 1):"), message
+    assert "15000" in message and "\x1b[" not in message
+    assert "bad" not in load_hosts(world.hosts)  # no profile for a cluster that did not start
