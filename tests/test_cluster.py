@@ -166,3 +166,11 @@ def test_the_scoped_stop_ends_only_processes_started_with_the_token_path(tmp_pat
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_bootstrap_pin_is_the_ray_the_package_extras_name():
+    import tomllib
+
+    project = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["ray"] == [RAY_REQUIREMENT]
+    assert RAY_REQUIREMENT in project["optional-dependencies"]["test"]

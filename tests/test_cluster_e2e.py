@@ -28,13 +28,14 @@ from remote_sep.profiles import load_hosts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
-RAY_PYTHON = "/work/main/.venv/bin/python"  # an interpreter that has ray[default]
+# The hosts' `python:`: this one (the `test` extra has ray[default]), else a venv beside.
+RAY_PYTHON = "/work/main/.venv/bin/python"
 CLI = [sys.executable, "-c", "from remote_sep.cli.main import main; main()"]
 STANDINS = TESTS / "standins"
 
 
 def _ray_python() -> str:
-    for candidate in (RAY_PYTHON, sys.executable):
+    for candidate in (sys.executable, RAY_PYTHON):
         done = subprocess.run([candidate, "-c", "import ray"], capture_output=True)
         if done.returncode == 0:
             return candidate
