@@ -67,6 +67,9 @@ class Concurrent:
         self.fatal: EngineError | None = None
         self.lock = threading.Lock()
 
+    def running(self) -> int:
+        return len(self._alive())
+
     def _alive(self) -> list[threading.Thread]:
         with self.lock:
             self.threads = [t for t in self.threads if t.is_alive()]

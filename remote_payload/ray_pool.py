@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -65,9 +66,14 @@ def connect(address: str, token_file: str | None = None) -> Any:
     try:
         # The payload code travels with the job (uploaded once per version, by hash): the
         # actors on nodes without it import it from there.
+        # ray.init puts its own SIGTERM handler (sys.exit) in place of the payload's, which
+        # unwinds as an interruption (temp outputs removed, the stop said once): kept ours
+        ours = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, namespace=NAMESPACE, logging_level="ERROR",
                  log_to_driver=False, configure_logging=False,
                  runtime_env={"py_modules": [os.path.dirname(os.path.abspath(__file__))]})
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, ours)
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError…
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EngineError("cluster", f"cannot join the Ray cluster at {address!r}: {first} "

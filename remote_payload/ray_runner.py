@@ -50,8 +50,11 @@ class RayRunner(Runner):
         self.hello(slots=len(actors), ray=summary)
 
     def run_inbox(self, inbox: str) -> None:
-        assert self.engine is not None
-        run_inbox(self, inbox, Concurrent(self, self.engine.pool.live))  # type: ignore[attr-defined]
+        engine = self.engine
+        assert isinstance(engine, RemoteEngine)
+        dispatch = Concurrent(self, engine.pool.live)
+        engine.active_items = dispatch.running  # the items share the GPUs' window
+        run_inbox(self, inbox, dispatch)
 
     def close(self) -> None:
         close = getattr(self.engine, "close", None)

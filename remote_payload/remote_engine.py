@@ -9,6 +9,7 @@ with the same batches and seeds the outputs are identical.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ class RemoteEngine:
         self.device = "ray"
         self.last_ranks: list[dict[str, Any]] | None = None
         self._describe = describe
+        self.active_items: Callable[[], int] = lambda: 1  # inbox.Concurrent sets it
         self._loaded = False
         self._sizes: dict[int, int] = {}
         self._hop: int | None = None
@@ -46,8 +48,10 @@ class RemoteEngine:
 
     @property
     def window(self) -> int:
-        """Batches one item keeps in flight: two per live GPU (one running, one queued)."""
-        return max(1, 2 * self.pool.live)
+        """Batches one item keeps in flight: two per live GPU (one running, one queued)
+        shared by the items running at once, so a lone long file fills every GPU while a
+        batch of many keeps 2 x GPUs in flight in all (bounded memory on the head)."""
+        return max(2, math.ceil(2 * self.pool.live / max(1, self.active_items())))
 
     def describe(self) -> dict[str, Any]:
         return dict(self._describe)

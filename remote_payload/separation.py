@@ -125,7 +125,6 @@ class ItemSeparation:
         pending: list[tuple[int, int, int]] = []  # (chunk, job position, lane)
         in_flight: deque = deque()  # (entries, future of (pairs, ranks))
         next_chunk = 0  # next chunk index to hand to the overlap-add
-        window = max(1, getattr(self.engine, "window", 1))
 
         def submit(entries: list[tuple[int, int, int]]) -> None:
             signals = [self._lane(inputs[c], lane) for c, _, lane in entries]
@@ -138,7 +137,7 @@ class ItemSeparation:
                 for c, _, _ in entries]}
             in_flight.append((entries, self.engine.submit(signals, descs, seed,
                                                           anchors=anchors, **prompts)))
-            while len(in_flight) >= window:
+            while len(in_flight) >= max(1, self.engine.window):  # read each time: it moves
                 collect()
 
         def collect() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own package and anything below it.
-LAYERS = ["", "hosts", "ssh", "profiles", "provision", "jobs", "batch", "cli"]
+LAYERS = ["", "hosts", "ssh", "profiles", "provision", "jobs", "batch", "cluster", "cli"]
 
 
 def _modules(package: str) -> list[Path]:

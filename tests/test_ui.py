@@ -66,3 +66,11 @@ def test_live_view_prints_messages_and_final_frame():
     out = console.file.getvalue()
     assert "job j1 started on gpu" in out and "wrote /x/a_target.wav" in out
     assert out.endswith("\n") and "drums" in out
+
+
+def test_a_ray_driver_is_shown_as_its_cluster_without_a_torch_version():
+    state = JobState()
+    state.apply("event", {"event": "hello", "t": 0.0, "device": "ray", "torch": None,
+                          "gpu_name": "Ray cluster: 4 GPU actor(s) on 2 node(s)"})
+    assert state.header["device"] == "Ray cluster: 4 GPU actor(s) on 2 node(s)"
+    assert "torch None" not in text_of(state)

@@ -59,7 +59,8 @@ class JobState:
         name, t = event.get("event"), event.get("t")
         if name == "hello":
             gpu = event.get("gpu_name") or event.get("device") or "?"
-            self.header["device"] = f"{gpu} (torch {event.get('torch', '?')})"
+            torch = event.get("torch", "?")  # None from a Ray driver: torch runs on the actors
+            self.header["device"] = gpu if torch is None else f"{gpu} (torch {torch})"
         elif name == "load":
             self.header["model"] = (f"{event.get('model', '?')} {event.get('dtype', '')} "
                                     f"loaded in {float(event.get('seconds') or 0):.1f} s")

@@ -27,9 +27,18 @@ app = typer.Typer(
 )
 
 # Each command module adds its commands (imported after `app` exists).
-from remote_sep.cli import batch, bootstrap, clean, doctor, hosts, separate, split  # noqa: E402
+from remote_sep.cli import (  # noqa: E402
+    batch,
+    bootstrap,
+    clean,
+    cluster,
+    doctor,
+    hosts,
+    separate,
+    split,
+)
 
-for _module in (separate, split, batch, bootstrap, hosts, clean, doctor):
+for _module in (separate, split, batch, bootstrap, hosts, clean, doctor, cluster):
     _module.register(app)
 
 

@@ -51,6 +51,11 @@ class HostProfile:
     installer: str = "auto"  # "auto" (uv, else pip) | "uv" | "pip"
     allow_sudo: bool = False
     cpu: bool = False  # no NVIDIA GPU: bootstraps (also automatic ones) install CPU wheels
+    # A Ray cluster profile (remote_sep/cluster): `auto` (the head is this SSH host) or
+    # HOST:PORT; jobs then run through Ray. `ray_workers`: the member profiles `cluster up`
+    # started, which `cluster down` stops.
+    ray: str | None = None
+    ray_workers: list[str] = field(default_factory=list)
     bare: bool = False  # a `user@host[:port]` target with no hosts.yaml entry
     source_file: str | None = None  # the hosts.yaml it came from (for messages)
     source_line: int | None = None

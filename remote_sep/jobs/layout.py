@@ -72,6 +72,19 @@ class JobPaths:
         return path if path.startswith("/") else f"{self.dir}/{path}"
 
 
+def ray_token_path(base: str) -> str:
+    """P/ray/auth_token: the Ray cluster's token on each of its hosts (0600, never on argv)."""
+    return f"{base}/ray/auth_token"
+
+
+def ray_arguments(profile: HostProfile, base: str) -> list[str]:
+    """What a payload run on a Ray cluster profile adds to its argv: the cluster's address and
+    the token's file (a path, not the token); nothing on a plain profile."""
+    if not profile.ray:
+        return []
+    return ["--ray", profile.ray, "--ray-token-file", ray_token_path(base)]
+
+
 def cache_path(base: str, sha256: str, ext: str) -> str:
     return f"{base}/cache/{sha256}{ext}"
 
@@ -177,6 +190,7 @@ def start_script(profile: HostProfile, paths: JobPaths, python: str, payload_dir
             "--events", "events.jsonl"]
     if inbox:
         argv += ["--inbox", "inbox"]
+    argv += ray_arguments(profile, paths.base)
     lines = [
         "set -e",
         f"mkdir -p {job}/out" + (f" {job}/inbox" if inbox else ""),

@@ -14,7 +14,7 @@ from remote_sep.profiles.load import (
     ssh_config_aliases,
 )
 from remote_sep.profiles.target import parse_target
-from remote_sep.profiles.writer import add_host
+from remote_sep.profiles.writer import add_host, write_entry
 
 __all__ = [
     "add_host",
@@ -27,4 +27,5 @@ __all__ = [
     "load_ssh_config",
     "parse_target",
     "ssh_config_aliases",
+    "write_entry",
 ]

@@ -77,6 +77,18 @@ def _installer(value: Any) -> str:
     return value.strip().lower()
 
 
+def _ray(value: Any) -> str:
+    """`auto` (a Ray cluster whose head is this SSH host) or HOST:PORT of its GCS."""
+    text = _string(value).strip()
+    if text.lower() == "auto":
+        return "auto"
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or any(ch.isspace() for ch in host) or not port.isdigit() \
+            or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is neither auto nor HOST:PORT")
+    return text
+
+
 class WholeMessage(ValueError):
     """A value error whose message says all (no "expected <kind>" is added to it)."""
 
@@ -120,6 +132,9 @@ FIELDS: dict[str, Field] = {
     "installer": Field("auto, uv or pip", _installer),
     "allow_sudo": Field("true or false", _boolean),
     "cpu": Field("true or false", _boolean),
+    # A Ray cluster profile (remote_sep/cluster, docs/ray.md): jobs run through Ray there.
+    "ray": Field("auto or HOST:PORT", _ray),
+    "ray_workers": Field("a list of host names (written by `cluster up`)", _string_list),
 }
 
 

@@ -264,7 +264,7 @@ def _copy_common(profile: HostProfile, values: dict[str, Any], lines: dict[str, 
     for field in ("path", "python", "base_python", "model", "dtype", "chunk_seconds",
                   "worker_idle_timeout", "path_prepend", "hf_home", "env", "torch_index",
                   "torch_spec", "sam_audio_spec", "pins", "pip_args", "installer", "allow_sudo",
-                  "cpu"):
+                  "cpu", "ray", "ray_workers"):
         if field in values:
             setattr(profile, field, values[field])
 

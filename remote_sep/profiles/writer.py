@@ -58,7 +58,25 @@ def add_host(
     for field in TARGET_FIELDS:
         values.pop(field, None)
     values.update({k: v for k, v in given.items() if v is not None})
-    values = _ordered(values)
+    return _write(file, text, parsed, name, _ordered(values))
+
+
+def write_entry(name: str, values: dict[str, Any],
+                hosts_file: str | os.PathLike[str] | None = None) -> HostProfile:
+    """Write host NAME with exactly VALUES (an existing entry of that name is replaced whole,
+    every other entry and comment kept); `cluster up` writes its cluster profile so."""
+    if not name or any(ch.isspace() for ch in name) or name.startswith("-") \
+            or name == LOCAL_HOST:
+        raise ConfigError(f"'{name}' is not a usable host name (no spaces, no leading '-', "
+                          "not 'local')")
+    file = profiles.hosts_path(hosts_file)
+    text = file.read_text(encoding="utf-8") if file.exists() else ""
+    parsed = profiles.parse_text(text, file)
+    return _write(file, text, parsed, name, _ordered(dict(values)))
+
+
+def _write(file: Any, text: str, parsed: Any, name: str, values: dict[str, Any]) -> HostProfile:
+    """The edited text, validated before it replaces the file (atomically)."""
     new_text = _edit(text, parsed, name, values)
     try:
         check = profiles.parse_text(new_text, file)

@@ -29,6 +29,11 @@ DEFAULT_SAM_AUDIO_SPEC = (
 # huggingface_hub >= 1 breaks SAMAudio.from_pretrained; transformers 5 needs hub >= 1.
 DEFAULT_PINS = ("huggingface_hub<1", "transformers<5")
 PAYLOAD_DEPS = ("numpy", "soundfile", "soxr")
+# The ONE Ray every node of a cluster gets (a profile with `ray:`; `cluster up` bootstraps its
+# hosts so): nodes whose Ray or Python minor version differ fail silently, so no profile
+# `pins` entry can change it.
+RAY_VERSION = "2.60.0"
+RAY_REQUIREMENT = f"ray[default]=={RAY_VERSION}"
 MODELS = ("small", "base", "large", "small-tv", "base-tv", "large-tv")
 DEFAULT_MODEL = "large"
 
@@ -88,6 +93,13 @@ def merge_pins(defaults: tuple[str, ...], extra: list[str]) -> list[str]:
     merged = {requirement_name(p): p for p in defaults}
     merged.update({requirement_name(p): p for p in extra})
     return list(merged.values())
+
+
+def ray_pins(profile: HostProfile, pins: list[str]) -> list[str]:
+    """A cluster profile's pins end with the one pinned Ray (replacing any `ray` pin)."""
+    if not profile.ray:
+        return pins
+    return [p for p in pins if requirement_name(p) != "ray"] + [RAY_REQUIREMENT]
 
 
 @dataclass(frozen=True)
@@ -178,7 +190,7 @@ def plan_inputs(used: FactsUsed, profile: HostProfile) -> tuple[dict, TorchChoic
         "index": choice.index_url,
         "torch": list(choice.torch_packages),
         "sam_audio": check_sam_audio_spec(profile.sam_audio_spec or DEFAULT_SAM_AUDIO_SPEC),
-        "pins": merge_pins(DEFAULT_PINS, profile.pins or []),
+        "pins": ray_pins(profile, merge_pins(DEFAULT_PINS, profile.pins or [])),
         "payload_deps": list(PAYLOAD_DEPS),
         "pip_args": list(profile.pip_args),
     }

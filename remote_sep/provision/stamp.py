@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from remote_sep.errors import NotProvisioned
 from remote_sep.hosts.base import Host
@@ -65,10 +66,19 @@ def check_stamp(profile: HostProfile, stamp: dict | None) -> None:
     except (KeyError, TypeError, ValueError):
         raise NotProvisioned(f"host {profile.name} has an unreadable stamp",
                              hint=f"run: {hint}") from None
-    if digest(inputs) != stamp.get("plan_hash"):
+    if digest(inputs) != stamp.get("plan_hash") and not _with_ray_matches(profile, stamp):
         raise NotProvisioned(
             f"the install plan for {profile.name} changed since its bootstrap "
             "(torch, sam_audio, pins or pip settings in the profile)", hint=f"run: {hint}")
+
+
+def _with_ray_matches(profile: HostProfile, stamp: dict) -> bool:
+    """A venv `cluster up` bootstrapped (the same plan plus the pinned Ray) serves the host's
+    plain profile too: joining a cluster never makes a host look unprovisioned."""
+    if profile.ray:
+        return False
+    inputs, _ = plan_inputs(FactsUsed.from_json(stamp["facts"]), replace(profile, ray="auto"))
+    return digest(inputs) == stamp.get("plan_hash")
 
 
 def read_stamp_script(base: str) -> str:
