@@ -111,20 +111,25 @@ def _admin(lab, action: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_long_file_over_two_gpus_is_identical_to_one_plain_run(lab, tmp_path):
-    items = [Item(id="long", input="long.wav", descriptions=["bass"],
-                  prefixes=["out/long"])]
-    ray_job = _job(tmp_path / "ray", items)
-    write_audio(ray_job / "long.wav", seconds=40, rate=44100, channels=2)
-    plain_job = _job(tmp_path / "plain", items)
-    (plain_job / "long.wav").write_bytes((ray_job / "long.wav").read_bytes())
-
+def _ray_and_plain(lab, tmp_path: Path, items: list[Item], audio: str, seconds: float,
+                   channels: int = 1, settings: Settings | None = None) -> tuple[Path, Path]:
+    """The same job run on the cluster and by the plain payload; both must succeed."""
+    ray_job = _job(tmp_path / "ray", items, settings)
+    plain_job = _job(tmp_path / "plain", items, settings)
+    write_audio(ray_job / audio, seconds=seconds, rate=44100, channels=channels)
+    (plain_job / audio).write_bytes((ray_job / audio).read_bytes())
     done = lab.run(_ray_argv(lab), cwd=ray_job, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     plain = subprocess.run(RUN, cwd=plain_job, env=standin_env(), capture_output=True,
                            text=True, timeout=240)
     assert plain.returncode == 0, plain.stderr[-2000:]
+    return ray_job, plain_job
 
+
+def test_a_long_file_over_two_gpus_is_identical_to_one_plain_run(lab, tmp_path):
+    items = [Item(id="long", input="long.wav", descriptions=["bass"],
+                  prefixes=["out/long"])]
+    ray_job, plain_job = _ray_and_plain(lab, tmp_path, items, "long.wav", 40, channels=2)
     for stem in ("target", "residual"):
         assert _sha(ray_job / f"out/long_{stem}.wav") == _sha(plain_job / f"out/long_{stem}.wav")
     events = read_events(ray_job / "events.jsonl")
@@ -137,14 +142,7 @@ def test_a_long_file_over_two_gpus_is_identical_to_one_plain_run(lab, tmp_path):
 
 def test_a_stem_split_on_the_cluster_is_identical_to_one_plain_run(lab, tmp_path):
     items = [Item("s", "song.wav", ["bass", "treble"], ["out/song"], stems=["bass", "treble"])]
-    ray_job, plain_job = _job(tmp_path / "ray", items), _job(tmp_path / "plain", items)
-    write_audio(ray_job / "song.wav", seconds=14, rate=44100, channels=2)
-    (plain_job / "song.wav").write_bytes((ray_job / "song.wav").read_bytes())
-    done = lab.run(_ray_argv(lab), cwd=ray_job, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
-    plain = subprocess.run(RUN, cwd=plain_job, env=standin_env(), capture_output=True,
-                           text=True, timeout=240)
-    assert plain.returncode == 0, plain.stderr[-2000:]
+    ray_job, plain_job = _ray_and_plain(lab, tmp_path, items, "song.wav", 14, channels=2)
     stems = ("bass", "treble", "other")
     assert [_sha(ray_job / f"out/song_{s}.wav") for s in stems] == \
         [_sha(plain_job / f"out/song_{s}.wav") for s in stems]
@@ -154,15 +152,8 @@ def test_rerank_and_scores_over_ray_match_a_plain_run(lab, tmp_path):
     settings = Settings(device="cpu", chunk_seconds=1.0, overlap_seconds=0.25, batch_size=2,
                         rerank=2, score=True, worker_idle_timeout=0)
     items = [Item("a", "mix.wav", ["voice", "bass"], ["out/a0", "out/a1"])]
-    ray_job = _job(tmp_path / "ray", items, settings)
-    plain_job = _job(tmp_path / "plain", items, settings)
-    write_audio(ray_job / "mix.wav", seconds=3.5, rate=44100)
-    (plain_job / "mix.wav").write_bytes((ray_job / "mix.wav").read_bytes())
-    done = lab.run(_ray_argv(lab), cwd=ray_job, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
-    plain = subprocess.run(RUN, cwd=plain_job, env=standin_env(), capture_output=True,
-                           text=True, timeout=240)
-    assert plain.returncode == 0, plain.stderr[-2000:]
+    ray_job, plain_job = _ray_and_plain(lab, tmp_path, items, "mix.wav", 3.5,
+                                        settings=settings)
 
     def quality(job: Path) -> list:
         return [(e["item"], e["desc"], e["rerank"], e["scores"],
